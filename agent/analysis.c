@@ -1,0 +1,2 @@
+/* analysis: placeholder until the module lands. */
+typedef int epw_placeholder_t;

@@ -1,0 +1,2 @@
+/* capture: placeholder until the module lands. */
+typedef int epw_placeholder_t;

@@ -1,0 +1,2 @@
+/* rlog: placeholder until the module lands. */
+typedef int epw_placeholder_t;

@@ -1,0 +1,2 @@
+/* sampler_linux: placeholder until the module lands. */
+typedef int epw_placeholder_t;

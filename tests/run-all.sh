@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one test command (README Quick start, .ci/run): installs what is needed, builds every
+# configuration and runs every test. Exits non-zero on the first failure.
+#   tests/run-all.sh            everything
+#   EPW_SKIP="asan tsan windows" tests/run-all.sh   skip some stages (local iteration only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+skip=" ${EPW_SKIP:-} "
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+want() { [[ "$skip" != *" $1 "* ]]; }
+
+stage "dependencies"
+bash cmake/install-deps.sh --test
+
+if want format; then
+    stage "clang-format check"
+    git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+fi
+
+build_and_test() { # name cmake-args...
+    local name=$1; shift
+    stage "build: $name"
+    cmake -S . -B "build-ci-$name" -DEPW_WERROR=ON "$@" >"build-ci-$name.configure.log" 2>&1 ||
+        { cat "build-ci-$name.configure.log"; return 1; }
+    cmake --build "build-ci-$name" -j"$jobs"
+    stage "test: $name"
+    (cd "build-ci-$name" && ctest --output-on-failure -j"$jobs" --timeout 600)
+}
+
+build_and_test release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if want asan; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        build_and_test asan -DCMAKE_BUILD_TYPE=Debug -DEPW_SANITIZE=address,undefined \
+        -DCMAKE_C_COMPILER=clang
+fi
+
+if want fuzz; then
+    stage "fuzz smoke (libFuzzer, bounded)"
+    cmake -S . -B build-ci-fuzz -DEPW_FUZZ=ON -DCMAKE_C_COMPILER=clang -DBUILD_TESTING=ON \
+        -DCMAKE_BUILD_TYPE=Debug >build-ci-fuzz.configure.log 2>&1 ||
+        { cat build-ci-fuzz.configure.log; exit 1; }
+    cmake --build build-ci-fuzz -j"$jobs" --target epw_fuzzers
+    (cd build-ci-fuzz && ctest --output-on-failure -L fuzz)
+fi
+
+stage "all stages passed"
