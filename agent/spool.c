@@ -1,0 +1,2 @@
+/* spool: placeholder until the module lands. */
+typedef int epw_placeholder_t;

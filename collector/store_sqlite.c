@@ -1,0 +1,2 @@
+/* store_sqlite: placeholder until the module lands. */
+typedef int epw_placeholder_t;

@@ -1,0 +1,2 @@
+/* epw_conn: placeholder until the module lands. */
+typedef int epw_placeholder_t;
