@@ -22,10 +22,7 @@
  * ip_local_reserved_ports) ports inside the range. "In the range" = start <= port < start+count
  * and not excluded.
  */
-typedef enum {
-    ANALYSIS_MODEL_WINDOWS = 1,
-    ANALYSIS_MODEL_LINUX = 2
-} analysis_model_t;
+typedef enum { ANALYSIS_MODEL_WINDOWS = 1, ANALYSIS_MODEL_LINUX = 2 } analysis_model_t;
 
 typedef struct analysis_opts_s {
     analysis_model_t model;
@@ -45,17 +42,20 @@ void analysis_destroy(analysis_t *an);
  * Declares the dynamic range for one protocol and family (Linux: call it for all four with the
  * same values). count >= 1, start + count <= 65536, else UV_EINVAL. A later call replaces it.
  * Rows of a protocol/family with no declared range have no port "in the range".
+ * Ranges and exclusions are applied as rows stream in, so both must be declared before the first
+ * analysis_add: afterwards these calls return UV_EINVAL.
  */
 int analysis_set_range(analysis_t *an, sockrow_proto_t proto, int family, uint32_t start,
                        uint32_t count, Epw__RangeSource source);
 /* Marks ports first..last (inclusive) excluded/reserved for proto/family. May be called before or
- * after analysis_set_range, any number of times; overlaps are fine. */
+ * after analysis_set_range, any number of times; overlaps are fine. first <= last <= 65535. */
 int analysis_exclude(analysis_t *an, sockrow_proto_t proto, int family, uint32_t first,
                      uint32_t last);
 
 /*
  * Accounts one socket. Memory use does not grow with the number of rows, only with the number
  * of distinct local addresses, destinations, remotes and PIDs. The row is not retained.
+ * 0, UV_EINVAL (proto not TCP/UDP, family not 4/6, or after analysis_finish) or UV_ENOMEM.
  */
 int analysis_add(analysis_t *an, const sockrow_t *row);
 
@@ -73,14 +73,28 @@ typedef void (*analysis_name_cb)(void *ud, uint32_t pid, char *buf, size_t len);
  * - addresses: one row per (protocol, family, local address) seen, wildcard included. A port held
  *   on the wildcard address counts on every address of its family and protocol. ports_in_use =
  *   distinct range ports (a port in TIME_WAIT and live counts once); max_ports = usable ports;
- *   listening_ports = distinct TCP LISTEN ports (any number); pids = distinct non-zero PIDs.
- * - host: per protocol, distinct range ports across families and addresses, any state.
+ *   listening_ports = distinct TCP LISTEN ports (any number); pids = distinct non-zero PIDs of
+ *   its sockets (any port; the wildcard's count too, as for ports).
+ *   Only max_addresses non-wildcard addresses get a row (wildcards always do); a note counts the
+ *   sockets left out of this breakdown (they still count everywhere else).
+ * - host: per protocol, distinct range ports across families and addresses, any state;
+ *   max_ports = usable ports of the IPv4 range (IPv6's when only that one is declared).
+ * - destinations (both models; pressure only on Linux): TCP range sockets with a remote port,
+ *   not LISTEN or BOUND, per (local address, remote address, remote port); free_ports = usable
+ *   TCP ports, minus TCP exclusive ports on Linux. Top `top_destinations` by connections.
+ * - pressure_source: "tcp host-wide 312/16384 ports" (Windows), "destination 10.0.0.5 ->
+ *   10.0.0.9:1433 (99/100 free ports)" or "tcp|udp exclusive use 5/28232 ports" (Linux); on a tie
+ *   the first in that order wins. Without any declared range: 0, empty source and a note.
  * - states: sockets whose local port is in the range, by state name (UDP sockets as "UDP").
- * - top_processes: range sockets per owning PID (PID 0 excluded), top N by count, then one
- *   entry with other=true holding the rest, if any.
- * - top_remotes: TCP non-LISTEN range sockets per (remote address, remote port), top N + other.
+ * - top_processes: range sockets per owning PID (PID 0 excluded; Linux: PID_KNOWN rows only), top
+ *   N by count, then one entry with other=true (pid 0, name "other") holding the rest, if any.
+ *   pid_count = distinct owning PIDs of all sockets.
+ * - top_remotes: the destination sockets per (remote address, remote port), top N + other.
+ * - exclusive_ports (Linux only, 0 on Windows): distinct exclusive range ports, TCP + UDP.
  * - kernel_ports: distinct range ports of non-TIME_WAIT sockets owned by the kernel: Windows
- *   PID 4, or PID 0 outside TIME_WAIT; Linux sockets without SOCKROW_F_PID_KNOWN.
+ *   PID 4, or PID 0 outside TIME_WAIT when the source reports owners (SOCKROW_F_PID_KNOWN); Linux
+ * sockets without SOCKROW_F_PID_KNOWN. TCP + UDP. 0, UV_EINVAL (NULL, or finished twice) or
+ * UV_ENOMEM (snap is then partly filled; free it).
  */
 int analysis_finish(analysis_t *an, analysis_name_cb name_cb, void *ud, Epw__Snapshot *snap);
 

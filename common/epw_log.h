@@ -34,7 +34,11 @@ void epw_log_write(epw_log_level_t level, const char *subsys, const char *fmt, .
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-void epw_log_vwrite(epw_log_level_t level, const char *subsys, const char *fmt, va_list ap);
+void epw_log_vwrite(epw_log_level_t level, const char *subsys, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 0)))
+#endif
+    ;
 
 #define EPW_LOG(lvl, sub, ...)                                                                     \
     do {                                                                                           \
