@@ -1,5 +1,459 @@
-/* epwatch-agent: placeholder main until the CLI lands. */
-int main(void)
+/* epwatch-agent: command-line entry point (one sample, or sampling forever on a libuv loop). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "agent_opts.h"
+#include "capture.h"
+#include "epw_err.h"
+#include "epw_json.h"
+#include "epw_log.h"
+#include "epw_snap.h"
+#include "epw_table.h"
+#include "rlog.h"
+#include "sampler.h"
+
+#define AGENT_EXIT_OK      0
+#define AGENT_EXIT_FAILURE 1
+#define AGENT_EXIT_USAGE   2
+
+/* What one program run shares between its samples. The sampler is created lazily on the thread
+ * that first samples, because creating it blocks. */
+typedef struct agent_s {
+    const agent_opts_t *o;
+    sampler_t *sampler;
+    uint64_t seq;
+} agent_t;
+
+static void agent_free_snaps(Epw__Snapshot **snaps, size_t n)
 {
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        epw_snap_free(snaps[i]);
+    free(snaps);
+}
+
+/* Takes one sample (blocking): the captured files when given, else this host. */
+static int agent_take(agent_t *a, Epw__Snapshot ***out, size_t *n_out)
+{
+    Epw__Snapshot **snaps = NULL;
+    size_t n = 0, i;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    if (a->o->netstat_path) {
+        snaps = calloc(1, sizeof(*snaps));
+        if (!snaps) {
+            rc = UV_ENOMEM;
+            goto out;
+        }
+        rc = capture_sample_files(a->o->netstat_path, a->o->netsh_path, a->o->top_n, &snaps[0]);
+        if (rc)
+            goto out;
+        n = 1;
+    } else {
+        if (!a->sampler) {
+            sampler_opts_t so;
+
+            memset(&so, 0, sizeof(so));
+            so.top_n = a->o->top_n;
+            so.all_netns = a->o->all_netns;
+            so.attribute_pids = a->o->attribute_pids;
+            rc = sampler_create(&so, &a->sampler);
+            if (rc)
+                goto out;
+        }
+        rc = sampler_sample(a->sampler, &snaps, &n);
+        if (rc)
+            goto out;
+    }
+    a->seq++;
+    for (i = 0; i < n; i++)
+        snaps[i]->seq = a->seq;
+    *out = snaps;
+    *n_out = n;
+    snaps = NULL;
+    n = 0;
+out:
+    agent_free_snaps(snaps, n);
+    return rc;
+}
+
+static int agent_append(char **buf, size_t *len, const char *s, size_t n)
+{
+    char *nb = realloc(*buf, *len + n + 1);
+
+    if (!nb)
+        return UV_ENOMEM;
+    memcpy(nb + *len, s, n);
+    *len += n;
+    nb[*len] = '\0';
+    *buf = nb;
     return 0;
+}
+
+/* JSON of one snapshot; with --all-netns the "netns" key is always present ("" = our own). */
+static cJSON *agent_json(const agent_opts_t *o, const Epw__Snapshot *snap)
+{
+    cJSON *obj = epw_json_snapshot(snap);
+
+    if (obj && o->all_netns && !cJSON_HasObjectItem(obj, "netns") &&
+        !cJSON_AddStringToObject(obj, "netns", "")) {
+        cJSON_Delete(obj);
+        obj = NULL;
+    }
+    return obj;
+}
+
+/*
+ * The text printed for one sample: table blocks; with --json and --once one pretty object (an
+ * array with --all-netns); with --json when continuous one compact object per line.
+ */
+static int agent_render(const agent_opts_t *o, Epw__Snapshot **snaps, size_t n, char **out,
+                        size_t *out_len)
+{
+    cJSON *arr = NULL, *obj = NULL;
+    char *text = NULL, *buf = NULL;
+    size_t len = 0, tlen, i;
+    int rc = 0;
+
+    *out = NULL;
+    *out_len = 0;
+    if (o->json && o->once && o->all_netns) {
+        arr = cJSON_CreateArray();
+        if (!arr) {
+            rc = UV_ENOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (!o->json) {
+            rc = epw_table_render(snaps[i], 0, &text, &tlen);
+            if (rc)
+                goto out;
+        } else {
+            obj = agent_json(o, snaps[i]);
+            if (!obj) {
+                rc = UV_ENOMEM;
+                goto out;
+            }
+            if (arr) {
+                if (!cJSON_AddItemToArray(arr, obj)) {
+                    rc = UV_ENOMEM;
+                    goto out;
+                }
+                obj = NULL;
+                continue;
+            }
+            text = o->once ? cJSON_Print(obj) : cJSON_PrintUnformatted(obj);
+            cJSON_Delete(obj);
+            obj = NULL;
+            if (!text) {
+                rc = UV_ENOMEM;
+                goto out;
+            }
+            tlen = strlen(text);
+        }
+        rc = agent_append(&buf, &len, text, tlen);
+        if (!rc && o->json)
+            rc = agent_append(&buf, &len, "\n", 1);
+        free(text);
+        text = NULL;
+        if (rc)
+            goto out;
+    }
+    if (arr) {
+        text = cJSON_Print(arr);
+        if (!text) {
+            rc = UV_ENOMEM;
+            goto out;
+        }
+        rc = agent_append(&buf, &len, text, strlen(text));
+        if (!rc)
+            rc = agent_append(&buf, &len, "\n", 1);
+        if (rc)
+            goto out;
+    }
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+out:
+    cJSON_Delete(obj);
+    cJSON_Delete(arr);
+    free(text);
+    free(buf);
+    return rc;
+}
+
+static int agent_stdout(const char *text, size_t len)
+{
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+        return UV_EIO;
+    return 0;
+}
+
+static int run_once(const agent_opts_t *o)
+{
+    agent_t a;
+    Epw__Snapshot **snaps = NULL;
+    size_t n = 0, len = 0;
+    char *text = NULL;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    a.o = o;
+    rc = agent_take(&a, &snaps, &n);
+    if (rc) {
+        if (o->netstat_path)
+            EPW_ERROR("agent", "cannot analyse %s%s%s: %s", o->netstat_path,
+                      o->netsh_path ? " with " : "", o->netsh_path ? o->netsh_path : "",
+                      epw_strerror(rc));
+        else
+            EPW_ERROR("agent", "sampling failed: %s", epw_strerror(rc));
+        goto out;
+    }
+    rc = agent_render(o, snaps, n, &text, &len);
+    if (!rc)
+        rc = agent_stdout(text, len);
+    if (rc)
+        EPW_ERROR("agent", "cannot print the sample: %s", epw_strerror(rc));
+out:
+    free(text);
+    agent_free_snaps(snaps, n);
+    sampler_destroy(a.sampler);
+    return rc;
+}
+
+/*
+ * Continuous mode. Loop-thread state only, except the fields marked "work": those are written by
+ * the work callback on a pool thread and read in the after-work callback on the loop thread
+ * (libuv orders the two), while `busy` is set.
+ */
+typedef struct agent_loop_s {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_work_t work;
+    agent_t agent;
+    const agent_opts_t *o;
+    rlog_t *rlog;
+    int busy;
+    int stopping;
+    int failed;
+    unsigned handles; /* LOOP_H_* of the handles initialised, each closed once by loop_stop */
+    uint64_t samples;
+    epw_complain_t sample_fail;
+    epw_complain_t log_fail;
+    epw_complain_t overrun;
+    /* work */
+    int work_rc;
+    char *text;
+    size_t text_len;
+} agent_loop_t;
+
+#define LOOP_H_TIMER   0x01u
+#define LOOP_H_SIGINT  0x02u
+#define LOOP_H_SIGTERM 0x04u
+
+/* Closes every handle; the loop then ends once a running sample has finished. The handles live
+ * in agent_loop_t, which outlives uv_run, so no close callback is needed. */
+static void loop_stop(agent_loop_t *l)
+{
+    if (l->stopping)
+        return;
+    l->stopping = 1;
+    if (l->handles & LOOP_H_TIMER)
+        uv_close((uv_handle_t *)&l->timer, NULL);
+    if (l->handles & LOOP_H_SIGINT)
+        uv_close((uv_handle_t *)&l->sigint, NULL);
+    if (l->handles & LOOP_H_SIGTERM)
+        uv_close((uv_handle_t *)&l->sigterm, NULL);
+    /* A queued sample that has not started is dropped; a running one is waited for. */
+    if (l->busy)
+        uv_cancel((uv_req_t *)&l->work);
+}
+
+static void loop_work_cb(uv_work_t *req)
+{
+    agent_loop_t *l = req->data;
+    Epw__Snapshot **snaps = NULL;
+    size_t n = 0;
+
+    l->text = NULL;
+    l->text_len = 0;
+    l->work_rc = agent_take(&l->agent, &snaps, &n);
+    if (!l->work_rc)
+        l->work_rc = agent_render(l->o, snaps, n, &l->text, &l->text_len);
+    agent_free_snaps(snaps, n);
+}
+
+static void loop_after_work_cb(uv_work_t *req, int status)
+{
+    agent_loop_t *l = req->data;
+    int rc;
+
+    l->busy = 0;
+    if (status == UV_ECANCELED)
+        goto out;
+    l->samples++;
+    if (l->work_rc) {
+        l->failed = 1;
+        epw_complain(&l->sample_fail, EPW_LOG_ERROR, "agent", "sampling failed: %s",
+                     epw_strerror(l->work_rc));
+        goto done;
+    }
+    epw_complain_clear(&l->sample_fail, "agent", "sampling");
+    if (l->rlog) {
+        rc = rlog_write(l->rlog, l->text, l->text_len);
+        if (rc) {
+            l->failed = 1;
+            epw_complain(&l->log_fail, EPW_LOG_ERROR, "agent", "cannot write %s: %s",
+                         l->o->log_path, epw_strerror(rc));
+        } else {
+            epw_complain_clear(&l->log_fail, "agent", "log writing");
+        }
+    }
+    if (!l->o->quiet && agent_stdout(l->text, l->text_len)) {
+        /* stdout gone (closed pipe): nobody is reading, so stop rather than spin. */
+        EPW_ERROR("agent", "cannot write to standard output; stopping");
+        l->failed = 1;
+        loop_stop(l);
+    }
+done:
+    if (l->o->count && l->samples >= l->o->count)
+        loop_stop(l);
+out:
+    free(l->text);
+    l->text = NULL;
+}
+
+static void loop_timer_cb(uv_timer_t *t)
+{
+    agent_loop_t *l = t->data;
+    int rc;
+
+    if (l->busy) {
+        /* A sample slower than the interval: skip a beat instead of queueing up behind it. */
+        epw_complain(&l->overrun, EPW_LOG_WARN, "agent",
+                     "previous sample still running; skipping this interval");
+        return;
+    }
+    epw_complain_clear(&l->overrun, "agent", "sampling interval");
+    l->work.data = l;
+    rc = uv_queue_work(&l->loop, &l->work, loop_work_cb, loop_after_work_cb);
+    if (rc) {
+        EPW_ERROR("agent", "cannot queue a sample: %s", epw_strerror(rc));
+        l->failed = 1;
+        loop_stop(l);
+        return;
+    }
+    l->busy = 1;
+}
+
+static void loop_signal_cb(uv_signal_t *s, int signum)
+{
+    agent_loop_t *l = s->data;
+
+    EPW_INFO("agent", "signal %d: stopping after %llu sample(s)", signum,
+             (unsigned long long)l->samples);
+    loop_stop(l);
+}
+
+static int run_loop(const agent_opts_t *o)
+{
+    agent_loop_t *l = calloc(1, sizeof(*l));
+    int rc, loop_ready = 0;
+
+    if (!l)
+        return UV_ENOMEM;
+    l->o = o;
+    l->agent.o = o;
+    if (o->log_path) {
+        rc = rlog_open(o->log_path, o->log_max_bytes, o->log_keep, &l->rlog);
+        if (rc) {
+            EPW_ERROR("agent", "cannot open log %s: %s", o->log_path, epw_strerror(rc));
+            goto out;
+        }
+    }
+    rc = uv_loop_init(&l->loop);
+    if (rc)
+        goto out;
+    loop_ready = 1;
+    rc = uv_timer_init(&l->loop, &l->timer);
+    if (!rc) {
+        l->handles |= LOOP_H_TIMER;
+        rc = uv_signal_init(&l->loop, &l->sigint);
+    }
+    if (!rc) {
+        l->handles |= LOOP_H_SIGINT;
+        rc = uv_signal_init(&l->loop, &l->sigterm);
+    }
+    if (rc) {
+        EPW_ERROR("agent", "cannot set up the event loop: %s", epw_strerror(rc));
+        goto out;
+    }
+    l->handles |= LOOP_H_SIGTERM;
+    l->timer.data = l->sigint.data = l->sigterm.data = l;
+    rc = uv_signal_start(&l->sigint, loop_signal_cb, SIGINT);
+    if (!rc && uv_signal_start(&l->sigterm, loop_signal_cb, SIGTERM))
+        EPW_DEBUG("agent", "SIGTERM cannot be watched here; SIGINT stops the agent");
+    if (!rc)
+        rc = uv_timer_start(&l->timer, loop_timer_cb, 0, o->interval_ms);
+    if (rc) {
+        EPW_ERROR("agent", "cannot start the event loop: %s", epw_strerror(rc));
+        loop_stop(l);
+        uv_run(&l->loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    EPW_DEBUG("agent", "sampling every %llu ms%s%s", (unsigned long long)o->interval_ms,
+              o->log_path ? ", logging to " : "", o->log_path ? o->log_path : "");
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+    rc = l->failed ? EPW_E_INTERNAL : 0;
+out:
+    if (loop_ready) {
+        /* Handles that were initialised but never closed (setup failure) are closed here so
+         * that uv_loop_close can succeed. */
+        if (!l->stopping) {
+            loop_stop(l);
+            uv_run(&l->loop, UV_RUN_DEFAULT);
+        }
+        if (uv_loop_close(&l->loop) != 0) {
+            EPW_ERROR("agent", "event loop did not close cleanly");
+            rc = rc ? rc : EPW_E_INTERNAL;
+        }
+    }
+    sampler_destroy(l->agent.sampler);
+    rlog_close(l->rlog);
+    free(l);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    agent_opts_t o;
+    char err[256];
+    int rc;
+
+    rc = agent_opts_parse(argc, argv, &o, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "epwatch-agent: %s\nTry 'epwatch-agent --help' for more information.\n",
+                err);
+        return AGENT_EXIT_USAGE;
+    }
+    if (o.action == AGENT_ACTION_HELP) {
+        fputs(agent_opts_usage(), stdout);
+        return AGENT_EXIT_OK;
+    }
+    if (o.action == AGENT_ACTION_VERSION) {
+        printf("epwatch-agent %s\n", EPW_VERSION);
+        return AGENT_EXIT_OK;
+    }
+    epw_log_set_level(o.log_level);
+    rc = o.once ? run_once(&o) : run_loop(&o);
+    return rc ? AGENT_EXIT_FAILURE : AGENT_EXIT_OK;
 }

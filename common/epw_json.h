@@ -10,8 +10,8 @@
 /*
  * Builds the JSON object for one snapshot. A pure function of `snap` (no clock, no host lookup), so
  * the agent and the collector produce the same text for the same snapshot. Thread-safe as long as
- * `snap` is not modified meanwhile. Returns a new tree owned by the caller (free with cJSON_Delete),
- * or NULL when allocation fails or `snap` is NULL.
+ * `snap` is not modified meanwhile. Returns a new tree owned by the caller (free with
+ * cJSON_Delete), or NULL when allocation fails or `snap` is NULL.
  *
  * Keys (stable; new keys may be appended, none are removed or renamed):
  *   hostname, time (RFC 3339 UTC, whole seconds), platform ("linux"/"windows"/"unknown"), seq,
@@ -40,7 +40,7 @@ cJSON *epw_json_snapshot(const Epw__Snapshot *snap);
 /*
  * The same as text: pretty-printed (indented, multi-line) when `pretty`, else one line without a
  * trailing newline. Returns a malloc'd NUL-terminated string owned by the caller (free with
- * cJSON_free or free), or NULL on allocation failure.
+ * cJSON_free), or NULL on allocation failure.
  */
 char *epw_json_snapshot_string(const Epw__Snapshot *snap, int pretty);
 
