@@ -1,0 +1,765 @@
+/* store_writer: the store's queue, writer thread, batching, completions and retention schedule. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epw_err.h"
+#include "epw_log.h"
+#include "epw_snap.h"
+#include "epw_util.h"
+#include "store_writer.h"
+
+#define SUB "store"
+
+typedef struct store_item_s store_item_t;
+struct store_item_s {
+    store_item_t *next;
+    store_result_t res;     /* res.identity points into mem */
+    int64_t received_at_ms; /* taken on the loop thread when the item was accepted */
+    int64_t older_than_ms;  /* PURGE */
+    uint64_t dropped;       /* GAP (after_seq is res.seq) */
+    store_hello_t hello;    /* HELLO: strings point into mem */
+    const uint8_t *data;    /* SNAPSHOT: points into mem */
+    size_t len;
+    char mem[]; /* identity, then the op's strings or bytes: one allocation per item */
+};
+
+typedef struct store_list_s {
+    store_item_t *head, *tail;
+    size_t n;
+} store_list_t;
+
+struct store_s {
+    uv_loop_t *loop;
+    uv_async_t async; /* writer -> loop: results are waiting in `done` */
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cond; /* loop -> writer: work queued, pause lifted, closing */
+    const store_backend_t *be;
+    store_options_t opts; /* defaults applied; target points at `target` */
+    char *target;
+
+    /* Under mu. */
+    store_db_t *db; /* used only by the writer thread once it runs, and by store_close after */
+    store_list_t queue;
+    size_t queue_bytes;
+    store_list_t done;
+    int paused, closing;
+    store_stats_t stats;
+
+    /* Loop thread only. */
+    int want_room; /* a submit was refused: call room_cb once the queue is half empty */
+    int closed;    /* store_close has started: refuse submissions and room_cb */
+    store_result_t *scratch;
+    size_t scratch_cap;
+    store_close_cb close_cb;
+    void *close_ud;
+
+    /* Writer thread only. */
+    uint64_t next_pass_ms; /* monotonic: when the next retention pass starts */
+    int pass_active;       /* a pass is deleting chunk by chunk between batches */
+    int64_t pass_cutoff_ms;
+};
+
+static void list_append(store_list_t *l, store_item_t *it)
+{
+    it->next = NULL;
+    if (l->tail)
+        l->tail->next = it;
+    else
+        l->head = it;
+    l->tail = it;
+    l->n++;
+}
+
+static void list_concat(store_list_t *dst, store_list_t *src)
+{
+    if (!src->head)
+        return;
+    if (dst->tail)
+        dst->tail->next = src->head;
+    else
+        dst->head = src->head;
+    dst->tail = src->tail;
+    dst->n += src->n;
+    memset(src, 0, sizeof(*src));
+}
+
+/* ---- summary ---------------------------------------------------------------------------- */
+
+void store_summarize(const Epw__Snapshot *snap, store_summary_t *out)
+{
+    const Epw__DestinationUsage *worst = NULL;
+    const Epw__ProcessUsage *top = NULL;
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    out->seq = snap->seq;
+    out->taken_at_ms = snap->taken_at_ms;
+    out->netns = snap->netns ? snap->netns : "";
+    out->pressure_pct = snap->pressure_pct;
+    out->pressure_source = snap->pressure_source ? snap->pressure_source : "";
+    out->tcp_in_use = out->tcp_max = out->udp_in_use = out->udp_max = -1;
+    for (i = 0; i < snap->n_host; i++) {
+        const Epw__HostUsage *h = snap->host[i];
+        if (h->protocol == EPW__PROTOCOL__TCP) {
+            out->tcp_in_use = h->ports_in_use;
+            out->tcp_max = h->max_ports;
+        } else if (h->protocol == EPW__PROTOCOL__UDP) {
+            out->udp_in_use = h->ports_in_use;
+            out->udp_max = h->max_ports;
+        }
+    }
+    out->exclusive_ports = snap->exclusive_ports;
+    out->kernel_ports = snap->kernel_ports;
+    out->total_sockets = snap->total_sockets;
+
+    /* The destination closest to EADDRNOTAVAIL: highest usage, then most connections. */
+    for (i = 0; i < snap->n_destinations; i++) {
+        const Epw__DestinationUsage *d = snap->destinations[i];
+        if (!worst || d->usage_pct > worst->usage_pct ||
+            (d->usage_pct == worst->usage_pct && d->connections > worst->connections))
+            worst = d;
+    }
+    out->worst_dest_conns = -1;
+    if (worst) {
+        const char *remote = worst->remote_address ? worst->remote_address : "";
+        int v6 = strchr(remote, ':') != NULL;
+        out->worst_dest_conns = worst->connections;
+        snprintf(out->worst_dest, sizeof(out->worst_dest), "%s -> %s%s%s:%u/%s",
+                 worst->local_address ? worst->local_address : "", v6 ? "[" : "", remote,
+                 v6 ? "]" : "", (unsigned)worst->remote_port, epw_snap_proto_name(worst->protocol));
+    }
+
+    for (i = 0; i < snap->n_top_processes; i++) {
+        const Epw__ProcessUsage *p = snap->top_processes[i];
+        if (!p->other && (!top || p->ports > top->ports))
+            top = p;
+    }
+    out->top_pid = out->top_ports = -1;
+    out->top_name = "";
+    if (top) {
+        out->top_pid = top->pid;
+        out->top_ports = top->ports;
+        out->top_name = top->name ? top->name : "";
+    }
+    out->port_starved = snap->port_starved ? 1 : 0;
+}
+
+/* ---- writer thread ---------------------------------------------------------------------- */
+
+static void item_fail(store_item_t *it, int err)
+{
+    it->res.outcome = STORE_ERROR;
+    it->res.err = err;
+}
+
+/* One item inside the batch transaction. Returns nonzero only for failures that doom the batch;
+ * an undecodable snapshot fails alone. */
+static int run_item(store_t *st, store_item_t *it)
+{
+    store_db_t *db = st->db;
+    Epw__Snapshot *snap;
+    store_summary_t sum;
+    int rc = 0, fresh = 0;
+
+    switch (it->res.op) {
+    case STORE_OP_HELLO:
+        rc = st->be->upsert_host(db, &it->hello, it->received_at_ms, &it->res.last_seq);
+        break;
+    case STORE_OP_SNAPSHOT:
+        snap = epw__snapshot__unpack(NULL, it->len, it->data);
+        if (!snap) {
+            EPW_WARN(SUB, "%s: undecodable snapshot (%zu bytes) not stored", it->res.identity,
+                     it->len);
+            item_fail(it, EPW_E_PROTO);
+            return 0;
+        }
+        store_summarize(snap, &sum);
+        it->res.seq = sum.seq;
+        rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &sum, it->data,
+                                     it->len, &fresh);
+        epw__snapshot__free_unpacked(snap, NULL);
+        it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
+        break;
+    case STORE_OP_GAP:
+        rc = st->be->record_gap(db, it->res.identity, it->res.seq, it->dropped, it->received_at_ms,
+                                &fresh);
+        it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
+        break;
+    case STORE_OP_PURGE:
+        rc = EPW_E_INTERNAL; /* never batched: see take_batch */
+        break;
+    }
+    return rc;
+}
+
+/* Runs one ingest batch in one transaction. On any failure everything is rolled back and every
+ * item not already failed on its own is reported EPW_E_DB. */
+static void run_batch(store_t *st, store_list_t *batch, uint64_t *out_us)
+{
+    uint64_t t0 = uv_hrtime();
+    store_item_t *it;
+    int rc;
+
+    rc = st->be->begin(st->db);
+    for (it = batch->head; !rc && it; it = it->next)
+        rc = run_item(st, it);
+    if (!rc)
+        rc = st->be->commit(st->db);
+    if (rc) {
+        st->be->rollback(st->db);
+        for (it = batch->head; it; it = it->next)
+            if (it->res.outcome != STORE_ERROR || it->res.err != EPW_E_PROTO)
+                item_fail(it, EPW_E_DB);
+    }
+    *out_us = (uv_hrtime() - t0) / 1000;
+}
+
+/* One bounded chunk of deletion in its own transaction. */
+static int purge_step(store_t *st, int64_t cutoff, uint64_t *deleted, int *more)
+{
+    int rc;
+
+    *deleted = 0;
+    *more = 0;
+    rc = st->be->begin(st->db);
+    if (rc)
+        goto out;
+    rc = st->be->purge_chunk(st->db, cutoff, st->opts.retention_chunk, deleted, more);
+    if (rc)
+        goto out;
+    rc = st->be->commit(st->db);
+out:
+    if (rc) {
+        st->be->rollback(st->db);
+        *deleted = 0;
+        *more = 0;
+    }
+    return rc;
+}
+
+/* An explicit purge runs to the end, chunk after chunk. */
+static uint64_t run_purge(store_t *st, store_item_t *it)
+{
+    uint64_t total = 0, d;
+    int more = 1, rc = 0;
+
+    while (!rc && more) {
+        rc = purge_step(st, it->older_than_ms, &d, &more);
+        total += d;
+    }
+    it->res.count = total;
+    if (rc)
+        item_fail(it, EPW_E_DB);
+    return total;
+}
+
+/* Periodic retention: one chunk per call, so a long pass interleaves with ingest batches. */
+static uint64_t retention_step(store_t *st)
+{
+    uint64_t d = 0;
+    int more = 0;
+
+    if (!st->pass_active) {
+        st->pass_active = 1;
+        st->pass_cutoff_ms = epw_now_ms() - (int64_t)st->opts.retention_ms;
+    }
+    if (purge_step(st, st->pass_cutoff_ms, &d, &more) || !more) {
+        st->pass_active = 0;
+        st->next_pass_ms = epw_mono_ms() + st->opts.retention_every_ms;
+    }
+    return d;
+}
+
+/* Writer thread, mu held. 1 when a retention chunk should run now; else *wait_ms is how long
+ * until one is due (0: none scheduled). */
+static int retention_due(store_t *st, uint64_t *wait_ms)
+{
+    uint64_t now;
+
+    *wait_ms = 0;
+    if (!st->opts.retention_ms)
+        return 0;
+    if (st->pass_active)
+        return 1;
+    now = epw_mono_ms();
+    if (now >= st->next_pass_ms)
+        return 1;
+    *wait_ms = st->next_pass_ms - now;
+    return 0;
+}
+
+/* mu held. Up to batch_max items; a PURGE always travels alone. */
+static void take_batch(store_t *st, store_list_t *batch)
+{
+    store_item_t *it;
+
+    memset(batch, 0, sizeof(*batch));
+    while ((it = st->queue.head) && batch->n < st->opts.batch_max) {
+        if (it->res.op == STORE_OP_PURGE && batch->n)
+            break;
+        st->queue.head = it->next;
+        if (!st->queue.head)
+            st->queue.tail = NULL;
+        st->queue.n--;
+        st->queue_bytes -= it->len;
+        list_append(batch, it);
+        if (it->res.op == STORE_OP_PURGE)
+            break;
+    }
+}
+
+static void writer_main(void *arg)
+{
+    store_t *st = arg;
+    store_list_t batch;
+    uint64_t wait_ms, commit_us, purged;
+    int due, closing;
+
+    uv_mutex_lock(&st->mu);
+    for (;;) {
+        due = 0;
+        while (!st->closing) {
+            wait_ms = 0;
+            if (!st->paused) {
+                due = retention_due(st, &wait_ms);
+                if (st->queue.head || due)
+                    break;
+            }
+            if (wait_ms)
+                (void)uv_cond_timedwait(&st->cond, &st->mu, wait_ms * 1000000u);
+            else
+                uv_cond_wait(&st->cond, &st->mu);
+        }
+        closing = st->closing;
+        if (closing && !st->queue.head)
+            break;
+        take_batch(st, &batch);
+        uv_mutex_unlock(&st->mu);
+
+        commit_us = 0;
+        purged = 0;
+        if (batch.head && batch.head->res.op == STORE_OP_PURGE)
+            purged = run_purge(st, batch.head);
+        else if (batch.head)
+            run_batch(st, &batch, &commit_us);
+        if (due && !closing)
+            purged += retention_step(st);
+
+        uv_mutex_lock(&st->mu);
+        st->stats.purged += purged;
+        if (batch.head && batch.head->res.op != STORE_OP_PURGE) {
+            st->stats.transactions++;
+            st->stats.last_commit_us = commit_us;
+        }
+        if (batch.head) {
+            store_item_t *it;
+            for (it = batch.head; it; it = it->next)
+                if (it->res.outcome == STORE_ERROR)
+                    st->stats.failed++;
+            st->stats.items += batch.n;
+            list_concat(&st->done, &batch);
+            uv_async_send(&st->async);
+        }
+    }
+    uv_mutex_unlock(&st->mu);
+}
+
+/* ---- loop thread ------------------------------------------------------------------------ */
+
+/* Hands finished results to done_cb, then reports room if a submit was refused. */
+static void deliver(store_t *st)
+{
+    store_list_t done;
+    store_item_t *it, *next;
+    size_t i, depth, bytes;
+
+    uv_mutex_lock(&st->mu);
+    done = st->done;
+    memset(&st->done, 0, sizeof(st->done));
+    uv_mutex_unlock(&st->mu);
+
+    if (done.n > st->scratch_cap) {
+        store_result_t *grown = realloc(st->scratch, done.n * sizeof(*grown));
+        if (grown) {
+            st->scratch = grown;
+            st->scratch_cap = done.n;
+        }
+    }
+    if (done.n && done.n <= st->scratch_cap) {
+        for (i = 0, it = done.head; it; it = it->next)
+            st->scratch[i++] = it->res;
+        st->opts.done_cb(st, st->scratch, done.n, st->opts.ud);
+    } else {
+        for (it = done.head; it; it = it->next) /* no memory for the array: one at a time */
+            st->opts.done_cb(st, &it->res, 1, st->opts.ud);
+    }
+    for (it = done.head; it; it = next) {
+        next = it->next;
+        free(it);
+    }
+
+    if (!st->want_room || st->closed || !st->opts.room_cb)
+        return;
+    uv_mutex_lock(&st->mu);
+    depth = st->queue.n;
+    bytes = st->queue_bytes;
+    uv_mutex_unlock(&st->mu);
+    if (depth <= st->opts.queue_max / 2 && bytes <= st->opts.queue_max_bytes / 2) {
+        st->want_room = 0;
+        st->opts.room_cb(st, st->opts.ud);
+    }
+}
+
+static void on_async(uv_async_t *h)
+{
+    deliver(h->data);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    store_t *st = h->data;
+    store_close_cb cb = st->close_cb;
+    void *ud = st->close_ud;
+
+    uv_cond_destroy(&st->cond);
+    uv_mutex_destroy(&st->mu);
+    free(st->scratch);
+    free(st->target);
+    free(st);
+    if (cb)
+        cb(ud);
+}
+
+int store_open(uv_loop_t *loop, const store_options_t *opts, store_t **out)
+{
+    store_t *st = NULL;
+    int rc, have_sync = 0, have_async = 0;
+
+    if (out)
+        *out = NULL;
+    if (!loop || !opts || !out || !opts->target || !opts->done_cb)
+        return UV_EINVAL;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return UV_ENOMEM;
+    st->loop = loop;
+    st->opts = *opts;
+    st->be = opts->backend ? opts->backend : &store_sqlite_backend;
+    st->target = strdup(opts->target);
+    if (!st->target) {
+        rc = UV_ENOMEM;
+        goto out;
+    }
+    st->opts.target = st->target;
+    if (!st->opts.retention_every_ms)
+        st->opts.retention_every_ms = 60000;
+    if (!st->opts.retention_chunk)
+        st->opts.retention_chunk = 2000;
+    if (!st->opts.queue_max)
+        st->opts.queue_max = 4096;
+    if (!st->opts.queue_max_bytes)
+        st->opts.queue_max_bytes = (size_t)64 << 20;
+    if (!st->opts.batch_max)
+        st->opts.batch_max = 512;
+    st->next_pass_ms = epw_mono_ms(); /* the first pass right away: catch up after downtime */
+
+    rc = st->be->open_writer(&st->opts, &st->db);
+    if (rc)
+        goto out;
+    rc = uv_mutex_init(&st->mu);
+    if (rc)
+        goto out;
+    rc = uv_cond_init(&st->cond);
+    if (rc) {
+        uv_mutex_destroy(&st->mu);
+        goto out;
+    }
+    have_sync = 1;
+    rc = uv_async_init(loop, &st->async, on_async);
+    if (rc)
+        goto out;
+    st->async.data = st;
+    have_async = 1;
+    rc = uv_thread_create(&st->thread, writer_main, st);
+    if (rc)
+        goto out;
+    EPW_INFO(SUB, "opened %s database %s", st->be->name, st->target);
+    *out = st;
+out:
+    if (rc) {
+        if (st->db)
+            st->be->close(st->db);
+        if (have_async) {
+            uv_close((uv_handle_t *)&st->async, on_closed); /* frees st later */
+        } else {
+            if (have_sync) {
+                uv_cond_destroy(&st->cond);
+                uv_mutex_destroy(&st->mu);
+            }
+            free(st->target);
+            free(st);
+        }
+    }
+    return rc;
+}
+
+void store_close(store_t *st, store_close_cb close_cb, void *ud)
+{
+    st->closed = 1;
+    st->close_cb = close_cb;
+    st->close_ud = ud;
+    uv_mutex_lock(&st->mu);
+    st->closing = 1;
+    uv_cond_signal(&st->cond);
+    uv_mutex_unlock(&st->mu);
+    uv_thread_join(&st->thread); /* the writer drains the queue before it exits */
+    deliver(st);
+    st->be->close(st->db);
+    st->db = NULL;
+    uv_close((uv_handle_t *)&st->async, on_closed);
+}
+
+void store_set_paused(store_t *st, int paused)
+{
+    uv_mutex_lock(&st->mu);
+    st->paused = paused ? 1 : 0;
+    uv_cond_signal(&st->cond);
+    uv_mutex_unlock(&st->mu);
+}
+
+void store_get_stats(store_t *st, store_stats_t *out)
+{
+    uv_mutex_lock(&st->mu);
+    *out = st->stats;
+    out->queue_depth = st->queue.n;
+    out->queue_bytes = st->queue_bytes;
+    uv_mutex_unlock(&st->mu);
+}
+
+/* One allocation holding the item, its identity and `extra` bytes after it. */
+static store_item_t *item_new(store_op_t op, uint64_t tag, const char *identity, size_t extra)
+{
+    size_t idlen = strlen(identity) + 1;
+    store_item_t *it = calloc(1, sizeof(*it) + idlen + extra);
+
+    if (!it)
+        return NULL;
+    memcpy(it->mem, identity, idlen);
+    it->res.op = op;
+    it->res.tag = tag;
+    it->res.identity = it->mem;
+    it->received_at_ms = epw_now_ms();
+    return it;
+}
+
+static int submit(store_t *st, store_item_t *it)
+{
+    int rc = 0;
+
+    if (!it)
+        return UV_ENOMEM;
+    uv_mutex_lock(&st->mu);
+    if (st->closing) {
+        rc = EPW_E_CLOSED;
+    } else if (st->queue.n >= st->opts.queue_max ||
+               (st->queue.n && st->queue_bytes + it->len > st->opts.queue_max_bytes)) {
+        rc = EPW_E_AGAIN;
+    } else {
+        list_append(&st->queue, it);
+        st->queue_bytes += it->len;
+        uv_cond_signal(&st->cond);
+    }
+    uv_mutex_unlock(&st->mu);
+    if (rc) {
+        if (rc == EPW_E_AGAIN)
+            st->want_room = 1;
+        free(it);
+    }
+    return rc;
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+int store_submit_hello(store_t *st, uint64_t tag, const store_hello_t *hello)
+{
+    size_t vlen, olen;
+    store_item_t *it;
+    char *p;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    if (!hello || !hello->identity || !*hello->identity)
+        return UV_EINVAL;
+    vlen = strlen(nz(hello->agent_version)) + 1;
+    olen = strlen(nz(hello->os)) + 1;
+    it = item_new(STORE_OP_HELLO, tag, hello->identity, vlen + olen);
+    if (it) {
+        p = it->mem + strlen(it->mem) + 1;
+        memcpy(p, nz(hello->agent_version), vlen);
+        memcpy(p + vlen, nz(hello->os), olen);
+        it->hello = *hello;
+        it->hello.identity = it->mem;
+        it->hello.agent_version = p;
+        it->hello.os = p + vlen;
+    }
+    return submit(st, it);
+}
+
+int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const uint8_t *data,
+                          size_t len)
+{
+    store_item_t *it;
+    char *p;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    if (!identity || !*identity || !data || !len)
+        return UV_EINVAL;
+    it = item_new(STORE_OP_SNAPSHOT, tag, identity, len);
+    if (it) {
+        p = it->mem + strlen(it->mem) + 1;
+        memcpy(p, data, len);
+        it->data = (const uint8_t *)p;
+        it->len = len;
+    }
+    return submit(st, it);
+}
+
+int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t after_seq,
+                     uint64_t dropped)
+{
+    store_item_t *it;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    if (!identity || !*identity)
+        return UV_EINVAL;
+    it = item_new(STORE_OP_GAP, tag, identity, 0);
+    if (it) {
+        it->res.seq = after_seq;
+        it->dropped = dropped;
+    }
+    return submit(st, it);
+}
+
+int store_submit_purge(store_t *st, uint64_t tag, int64_t older_than_ms)
+{
+    store_item_t *it;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    it = item_new(STORE_OP_PURGE, tag, "", 0);
+    if (it)
+        it->older_than_ms = older_than_ms;
+    return submit(st, it);
+}
+
+/* ---- read side -------------------------------------------------------------------------- */
+
+struct store_reader_s {
+    const store_backend_t *be;
+    store_db_t *db;
+};
+
+int store_reader_open(const store_backend_t *backend, const char *target, store_reader_t **out)
+{
+    store_reader_t *rd;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (!target || !out)
+        return UV_EINVAL;
+    rd = calloc(1, sizeof(*rd));
+    if (!rd)
+        return UV_ENOMEM;
+    rd->be = backend ? backend : &store_sqlite_backend;
+    rc = rd->be->open_reader(target, &rd->db);
+    if (rc) {
+        free(rd);
+        return rc;
+    }
+    *out = rd;
+    return 0;
+}
+
+int store_reader_open_for(const store_t *st, store_reader_t **out)
+{
+    return store_reader_open(st->be, st->target, out);
+}
+
+void store_reader_close(store_reader_t *rd)
+{
+    if (!rd)
+        return;
+    rd->be->close(rd->db);
+    free(rd);
+}
+
+int store_reader_last_seq(store_reader_t *rd, const char *identity, uint64_t *out)
+{
+    *out = 0;
+    if (!identity)
+        return UV_EINVAL;
+    return rd->be->last_seq(rd->db, identity, out);
+}
+
+int store_reader_count(store_reader_t *rd, const char *identity, uint64_t *out)
+{
+    *out = 0;
+    if (!identity)
+        return UV_EINVAL;
+    return rd->be->count(rd->db, identity, out);
+}
+
+int store_reader_hosts(store_reader_t *rd, store_host_list_t **out)
+{
+    *out = NULL;
+    return rd->be->hosts(rd->db, out);
+}
+
+void store_host_list_free(store_host_list_t *list)
+{
+    size_t i;
+
+    if (!list)
+        return;
+    for (i = 0; i < list->n; i++) {
+        store_host_t *h = &list->hosts[i];
+        free((void *)h->identity);
+        free((void *)h->agent_version);
+        free((void *)h->os);
+        free((void *)h->platform);
+        free((void *)h->latest.netns);
+        free((void *)h->latest.pressure_source);
+        free((void *)h->latest.top_name);
+    }
+    free(list->hosts);
+    free(list);
+}
+
+int store_reader_history(store_reader_t *rd, const char *identity, int64_t from_ms, int64_t to_ms,
+                         int64_t step_ms, store_point_t **out_points, size_t *out_n)
+{
+    *out_points = NULL;
+    *out_n = 0;
+    if (!identity || step_ms <= 0 || to_ms <= from_ms)
+        return UV_EINVAL;
+    if ((uint64_t)(to_ms - from_ms) / (uint64_t)step_ms >= STORE_HISTORY_MAX)
+        return EPW_E_TOOBIG;
+    return rd->be->history(rd->db, identity, from_ms, to_ms, step_ms, out_points, out_n);
+}
+
+int store_reader_snapshot_at(store_reader_t *rd, const char *identity, const char *netns,
+                             int64_t at_ms, store_blob_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!identity)
+        return UV_EINVAL;
+    return rd->be->snapshot_at(rd->db, identity, netns, at_ms, out);
+}

@@ -1,0 +1,57 @@
+/* store_writer: the table of functions a store backend implements (SQLite now, PostgreSQL later).
+ */
+#ifndef STORE_WRITER_H
+#define STORE_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/*
+ * store_writer.c owns the queue, the writer thread, batching, completions and the retention
+ * schedule; a backend only talks to its database. One store_db_t is one connection, used by one
+ * thread at a time: the writer thread for a writer connection, the reader's caller for a reader.
+ * Every function returns 0 or a code from epw_err.h (database failures logged by the backend and
+ * returned as EPW_E_DB). Strings passed in are borrowed for the call.
+ */
+typedef struct store_db_s store_db_t;
+
+struct store_backend_s {
+    const char *name;
+    /* Opens the write connection, creating or migrating the schema. */
+    int (*open_writer)(const store_options_t *opts, store_db_t **out);
+    int (*open_reader)(const char *target, store_db_t **out);
+    void (*close)(store_db_t *db); /* finalises statements; NULL is a no-op */
+
+    /* Writer side: begin/commit around a batch; rollback after any failure. */
+    int (*begin)(store_db_t *db);
+    int (*commit)(store_db_t *db);
+    void (*rollback)(store_db_t *db);
+    int (*upsert_host)(store_db_t *db, const store_hello_t *hello, int64_t now_ms,
+                       uint64_t *out_last_seq);
+    /* *out_new = 0 when (identity, netns, seq) was already stored. */
+    int (*insert_snapshot)(store_db_t *db, const char *identity, int64_t received_at_ms,
+                           const store_summary_t *sum, const uint8_t *data, size_t len,
+                           int *out_new);
+    int (*record_gap)(store_db_t *db, const char *identity, uint64_t after_seq, uint64_t dropped,
+                      int64_t now_ms, int *out_new);
+    /* Deletes at most `limit` snapshots and at most `limit` gaps older than the cutoff, in the
+     * caller's transaction. *out_more = 1 when a limit was reached (call again). */
+    int (*purge_chunk)(store_db_t *db, int64_t older_than_ms, unsigned limit, uint64_t *out_deleted,
+                       int *out_more);
+
+    /* Reader side: the semantics of the store_reader_* function of the same name. */
+    int (*last_seq)(store_db_t *db, const char *identity, uint64_t *out);
+    int (*count)(store_db_t *db, const char *identity, uint64_t *out);
+    int (*hosts)(store_db_t *db, store_host_list_t **out);
+    int (*history)(store_db_t *db, const char *identity, int64_t from_ms, int64_t to_ms,
+                   int64_t step_ms, store_point_t **out_points, size_t *out_n);
+    int (*snapshot_at)(store_db_t *db, const char *identity, const char *netns, int64_t at_ms,
+                       store_blob_t *out);
+};
+
+/* The default backend (store_sqlite.c). */
+extern const store_backend_t store_sqlite_backend;
+
+#endif
