@@ -1,0 +1,4 @@
+# tests/detect.cmake: the collector's alert rules (collector/detect.c), pure and clock-driven.
+if(TARGET epw_detect)
+    epw_unit_test(detect LIBS epw_detect)
+endif()
