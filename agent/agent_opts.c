@@ -53,6 +53,8 @@ static const opt_def_t opt_defs[] = {
     {"count", OPT_U64, F(count), 0, 1, UINT32_MAX, OPT_F_CONTINUOUS},
     {"quiet", OPT_FLAG, F(quiet), 1, 0, 0, OPT_F_CONTINUOUS},
     {"log-level", OPT_LOGLEVEL, F(log_level), 0, 0, 0, 0},
+    {"config", OPT_PATH, F(config_path), 0, 0, 0, 0},
+    {"print-config", OPT_FLAG, F(print_config), 1, 0, 0, 0},
 };
 
 #define OPT_COUNT (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -93,6 +95,16 @@ static const char usage_text[] =
     "  --log-keep N         rotated files kept as FILE.1 ... FILE.N (default 5)\n"
     "  --quiet              with --log: print nothing on stdout\n"
     "\n"
+    "Streaming to a collector (see --config; every key of the file is also an\n"
+    "option, e.g. --collector HOST:PORT, --spool-dir DIR):\n"
+    "  --config FILE        read settings from an INI file (command-line options win)\n"
+    "  --print-config       print the effective configuration as INI and exit\n"
+    "  --collector HOST:PORT  stream every snapshot over mutual TLS; unset: standalone\n"
+    "  --ca/--cert/--key FILE  CA certificate, this host's certificate and key (PEM)\n"
+    "  --hostname NAME      identity sent to the collector; must equal the certificate\n"
+    "                       CN (default: the OS hostname)\n"
+    "  --spool-dir DIR      unacknowledged snapshots are kept here (--spool-max SIZE)\n"
+    "\n"
     "General:\n"
     "  --log-level LEVEL    diagnostics on stderr: error, warn, info, debug (default info)\n"
     "  --help, -h           show this help and exit\n"
@@ -108,6 +120,7 @@ static const char usage_text[] =
     "  epwatch-agent --log EphemeralPortStats.log --interval 1m --quiet\n"
     "  epwatch-agent --log ports.log --log-max 50M --log-keep 10 --interval 30s\n"
     "  epwatch-agent --interval 500ms --count 20\n"
+    "  epwatch-agent --config /etc/epwatch/agent.ini\n"
     "\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage error.\n";
 
@@ -250,12 +263,26 @@ static int opts__check(agent_opts_t *o, const opt_def_t *continuous, char *err, 
 
 int agent_opts_parse(int argc, char *const argv[], agent_opts_t *o, char *err, size_t errlen)
 {
+    agent_opts_defaults(o);
+    return agent_opts_parse_over(argc, argv, o, NULL, err, errlen);
+}
+
+int agent_opts_parse_over(int argc, char *const argv[], agent_opts_t *o, const char *seen,
+                          char *err, size_t errlen)
+{
     const opt_def_t *continuous = NULL;
+    opt_def_t seen_def;
     int i, rc = 0;
 
     if (err && errlen)
         err[0] = '\0';
-    agent_opts_defaults(o);
+    if (seen) {
+        /* Only the name is used, for the message. */
+        memset(&seen_def, 0, sizeof(seen_def));
+        seen_def.name = seen;
+        seen_def.flags = OPT_F_CONTINUOUS;
+        continuous = &seen_def;
+    }
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *name, *eq, *val = NULL;

@@ -34,6 +34,8 @@ typedef struct agent_opts_s {
     uint64_t count;           /* continuous mode: stop after this many samples; 0: forever */
     int quiet;                /* continuous mode with --log: nothing on stdout */
     epw_log_level_t log_level;
+    const char *config_path; /* --config FILE: read by agent_conf (INI, see agent_conf.h) */
+    int print_config;        /* --print-config: print the effective configuration and exit */
 } agent_opts_t;
 
 #define AGENT_DEFAULT_INTERVAL_MS 60000u
@@ -55,6 +57,14 @@ void agent_opts_defaults(agent_opts_t *o);
  * stops parsing there (skipping the checks between options) and sets `action`.
  */
 int agent_opts_parse(int argc, char *const argv[], agent_opts_t *o, char *err, size_t errlen);
+
+/*
+ * Like agent_opts_parse, but starts from *o as the caller filled it (agent_conf puts the config
+ * file's values there first) instead of the defaults. `continuous` names a continuous-only option
+ * the caller met on the command line itself (e.g. "log-file"), for the --once check; NULL: none.
+ */
+int agent_opts_parse_over(int argc, char *const argv[], agent_opts_t *o, const char *continuous,
+                          char *err, size_t errlen);
 
 /* The --help text (static storage), documenting every option with examples. */
 const char *agent_opts_usage(void);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "agent_conf.h"
 #include "agent_opts.h"
 #include "capture.h"
 #include "epw_err.h"
@@ -14,10 +15,17 @@
 #include "epw_table.h"
 #include "rlog.h"
 #include "sampler.h"
+#include "uplink.h"
 
 #define AGENT_EXIT_OK      0
 #define AGENT_EXIT_FAILURE 1
 #define AGENT_EXIT_USAGE   2
+
+/* How long a stopping agent keeps its connection to let the collector acknowledge what was
+ * sent: short on a signal (a service manager is waiting), longer after --count (the caller asked
+ * for exactly these samples). Unacknowledged snapshots stay in the spool either way. */
+#define AGENT_DRAIN_SIGNAL_MS 3000u
+#define AGENT_DRAIN_COUNT_MS  10000u
 
 /* What one program run shares between its samples. The sampler is created lazily on the thread
  * that first samples, because creating it blocks. */
@@ -235,6 +243,11 @@ out:
  */
 typedef struct agent_loop_s {
     uv_loop_t loop;
+    const agent_conf_t *conf;
+    uplink_t *uplink; /* NULL: standalone, or once it has stopped */
+    int uplink_stopping;
+    uint64_t drain_ms;
+    int print; /* samples go to stdout */
     uv_timer_t timer;
     uv_signal_t sigint;
     uv_signal_t sigterm;
@@ -254,14 +267,40 @@ typedef struct agent_loop_s {
     int work_rc;
     char *text;
     size_t text_len;
+    Epw__Snapshot **snaps;
+    size_t n_snaps;
 } agent_loop_t;
 
 #define LOOP_H_TIMER   0x01u
 #define LOOP_H_SIGINT  0x02u
 #define LOOP_H_SIGTERM 0x04u
 
-/* Closes every handle; the loop then ends once a running sample has finished. The handles live
- * in agent_loop_t, which outlives uv_run, so no close callback is needed. */
+static void loop_uplink_stopped(uplink_t *u, void *ud)
+{
+    agent_loop_t *l = ud;
+    uplink_stats_t st;
+
+    uplink_get_stats(u, &st);
+    EPW_INFO("agent",
+             "uplink stopped: %llu snapshot(s) spooled, last seq %llu, acknowledged up to %llu, "
+             "%llu port-starved",
+             (unsigned long long)st.spooled, (unsigned long long)st.last_seq,
+             (unsigned long long)st.acked_seq, (unsigned long long)st.port_starved);
+    l->uplink = NULL;
+}
+
+/* The uplink stops after the last sample was handed over (so that it is spooled too). */
+static void loop_stop_uplink(agent_loop_t *l)
+{
+    if (!l->uplink || l->busy || l->uplink_stopping)
+        return;
+    l->uplink_stopping = 1;
+    uplink_stop(l->uplink, l->drain_ms, loop_uplink_stopped, l);
+}
+
+/* Closes every handle; the loop then ends once a running sample has finished and the uplink has
+ * stopped. The handles live in agent_loop_t, which outlives uv_run, so no close callback is
+ * needed. */
 static void loop_stop(agent_loop_t *l)
 {
     if (l->stopping)
@@ -276,6 +315,7 @@ static void loop_stop(agent_loop_t *l)
     /* A queued sample that has not started is dropped; a running one is waited for. */
     if (l->busy)
         uv_cancel((uv_req_t *)&l->work);
+    loop_stop_uplink(l);
 }
 
 static void loop_work_cb(uv_work_t *req)
@@ -287,8 +327,15 @@ static void loop_work_cb(uv_work_t *req)
     l->text = NULL;
     l->text_len = 0;
     l->work_rc = agent_take(&l->agent, &snaps, &n);
-    if (!l->work_rc)
+    if (!l->work_rc && (l->rlog || l->print))
         l->work_rc = agent_render(l->o, snaps, n, &l->text, &l->text_len);
+    if (!l->work_rc && l->conf->collector.host) {
+        /* Handed to the uplink on the loop thread. */
+        l->snaps = snaps;
+        l->n_snaps = n;
+        snaps = NULL;
+        n = 0;
+    }
     agent_free_snaps(snaps, n);
 }
 
@@ -300,6 +347,14 @@ static void loop_after_work_cb(uv_work_t *req, int status)
     l->busy = 0;
     if (status == UV_ECANCELED)
         goto out;
+    if (l->n_snaps) {
+        /* Ownership passes even on failure; the uplink logs its own problems. */
+        rc = uplink_submit(l->uplink, l->snaps, l->n_snaps);
+        l->snaps = NULL;
+        l->n_snaps = 0;
+        if (rc && rc != EPW_E_CLOSED)
+            EPW_ERROR("agent", "cannot queue the sample for the collector: %s", epw_strerror(rc));
+    }
     l->samples++;
     if (l->work_rc) {
         l->failed = 1;
@@ -308,7 +363,7 @@ static void loop_after_work_cb(uv_work_t *req, int status)
         goto done;
     }
     epw_complain_clear(&l->sample_fail, "agent", "sampling");
-    if (l->rlog) {
+    if (l->rlog && l->text) {
         rc = rlog_write(l->rlog, l->text, l->text_len);
         if (rc) {
             l->failed = 1;
@@ -318,18 +373,25 @@ static void loop_after_work_cb(uv_work_t *req, int status)
             epw_complain_clear(&l->log_fail, "agent", "log writing");
         }
     }
-    if (!l->o->quiet && agent_stdout(l->text, l->text_len)) {
+    if (l->print && l->text && agent_stdout(l->text, l->text_len)) {
         /* stdout gone (closed pipe): nobody is reading, so stop rather than spin. */
         EPW_ERROR("agent", "cannot write to standard output; stopping");
         l->failed = 1;
         loop_stop(l);
     }
 done:
-    if (l->o->count && l->samples >= l->o->count)
+    if (l->o->count && l->samples >= l->o->count) {
+        l->drain_ms = AGENT_DRAIN_COUNT_MS;
         loop_stop(l);
+    }
 out:
     free(l->text);
     l->text = NULL;
+    agent_free_snaps(l->snaps, l->n_snaps);
+    l->snaps = NULL;
+    l->n_snaps = 0;
+    if (l->stopping)
+        loop_stop_uplink(l);
 }
 
 static void loop_timer_cb(uv_timer_t *t)
@@ -364,7 +426,37 @@ static void loop_signal_cb(uv_signal_t *s, int signum)
     loop_stop(l);
 }
 
-static int run_loop(const agent_opts_t *o)
+static int loop_start_uplink(agent_loop_t *l)
+{
+    const agent_conf_t *c = l->conf;
+    uplink_opts_t uo;
+    int rc;
+
+    memset(&uo, 0, sizeof(uo));
+    uo.host = c->collector.host;
+    uo.port = c->collector.port;
+    uo.server_name = c->server_name;
+    uo.bind_addr = c->bind;
+    uo.ca = c->ca;
+    uo.cert = c->cert;
+    uo.key = c->key;
+    uo.identity = c->hostname;
+    uo.spool_dir = c->spool_dir;
+    uo.spool_max = c->spool_max;
+    uo.interval_ms = l->o->interval_ms;
+    uo.backoff_min_ms = c->reconnect_min_ms;
+    uo.backoff_max_ms = c->reconnect_max_ms;
+    uo.tls_debug = l->o->log_level >= EPW_LOG_DEBUG ? 1 : 0;
+    rc = uplink_start(&l->loop, &uo, &l->uplink);
+    if (rc)
+        EPW_ERROR("agent", "cannot set up the connection to the collector: %s", epw_strerror(rc));
+    else
+        EPW_INFO("agent", "streaming to %s:%u as '%s' (spool %s)", c->collector.host,
+                 (unsigned)c->collector.port, c->hostname, c->spool_dir);
+    return rc;
+}
+
+static int run_loop(const agent_opts_t *o, const agent_conf_t *conf)
 {
     agent_loop_t *l = calloc(1, sizeof(*l));
     int rc, loop_ready = 0;
@@ -372,6 +464,10 @@ static int run_loop(const agent_opts_t *o)
     if (!l)
         return UV_ENOMEM;
     l->o = o;
+    l->conf = conf;
+    l->drain_ms = AGENT_DRAIN_SIGNAL_MS;
+    /* With a collector the samples go there (and to the log); stdout stays for diagnostics. */
+    l->print = !o->quiet && !conf->collector.host;
     l->agent.o = o;
     if (o->log_path) {
         rc = rlog_open(o->log_path, o->log_max_bytes, o->log_keep, &l->rlog);
@@ -399,6 +495,11 @@ static int run_loop(const agent_opts_t *o)
     }
     l->handles |= LOOP_H_SIGTERM;
     l->timer.data = l->sigint.data = l->sigterm.data = l;
+    if (conf->collector.host) {
+        rc = loop_start_uplink(l);
+        if (rc)
+            goto out;
+    }
     rc = uv_signal_start(&l->sigint, loop_signal_cb, SIGINT);
     if (!rc && uv_signal_start(&l->sigterm, loop_signal_cb, SIGTERM))
         EPW_DEBUG("agent", "SIGTERM cannot be watched here; SIGINT stops the agent");
@@ -433,27 +534,64 @@ out:
     return rc;
 }
 
+/* Prints each line of a multi-line message with the program name. */
+static void print_errors(const char *err)
+{
+    const char *p = err, *nl;
+
+    while (*p) {
+        nl = strchr(p, '\n');
+        if (!nl)
+            nl = p + strlen(p);
+        fprintf(stderr, "epwatch-agent: %.*s\n", (int)(nl - p), p);
+        p = *nl ? nl + 1 : nl;
+    }
+}
+
 int main(int argc, char **argv)
 {
+    agent_conf_t conf;
     agent_opts_t o;
-    char err[256];
-    int rc;
+    char err[4096];
+    char *text;
+    int rc, exit_code = AGENT_EXIT_OK;
 
-    rc = agent_opts_parse(argc, argv, &o, err, sizeof(err));
+    memset(&conf, 0, sizeof(conf));
+    rc = agent_conf_load(argc, argv, &conf, &o, err, sizeof(err));
+    if (rc == EPW_E_CONFIG) {
+        print_errors(err);
+        exit_code = AGENT_EXIT_USAGE;
+        goto out;
+    }
     if (rc) {
         fprintf(stderr, "epwatch-agent: %s\nTry 'epwatch-agent --help' for more information.\n",
-                err);
-        return AGENT_EXIT_USAGE;
+                rc == EPW_E_USAGE ? err : epw_strerror(rc));
+        exit_code = rc == EPW_E_USAGE ? AGENT_EXIT_USAGE : AGENT_EXIT_FAILURE;
+        goto out;
     }
     if (o.action == AGENT_ACTION_HELP) {
         fputs(agent_opts_usage(), stdout);
-        return AGENT_EXIT_OK;
+        text = agent_conf_help();
+        if (text)
+            printf("\nConfiguration keys (in the --config file, or as --key VALUE):\n%s", text);
+        free(text);
+        goto out;
     }
     if (o.action == AGENT_ACTION_VERSION) {
         printf("epwatch-agent %s\n", EPW_VERSION);
-        return AGENT_EXIT_OK;
+        goto out;
+    }
+    if (o.print_config) {
+        text = agent_conf_format(&conf);
+        if (!text || fputs(text, stdout) < 0)
+            exit_code = AGENT_EXIT_FAILURE;
+        free(text);
+        goto out;
     }
     epw_log_set_level(o.log_level);
-    rc = o.once ? run_once(&o) : run_loop(&o);
-    return rc ? AGENT_EXIT_FAILURE : AGENT_EXIT_OK;
+    rc = o.once ? run_once(&o) : run_loop(&o, &conf);
+    exit_code = rc ? AGENT_EXIT_FAILURE : AGENT_EXIT_OK;
+out:
+    agent_conf_free(&conf);
+    return exit_code;
 }
