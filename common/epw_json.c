@@ -3,7 +3,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
 
+#include "epw_err.h"
 #include "epw_snap.h"
 #include "epw_util.h"
 
@@ -304,4 +308,486 @@ char *epw_json_snapshot_string(const Epw__Snapshot *snap, int pretty)
     text = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return text;
+}
+
+/* ---- JSON -> Snapshot (epw_json_to_snapshot) ----
+ * Each reader leaves its field alone when the key is absent, so a producer that predates a key
+ * still parses; a present key must have the right type and fit its field. */
+
+static const cJSON *rj__item(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+static int rj__double(const cJSON *obj, const char *key, double *out)
+{
+    const cJSON *it = rj__item(obj, key);
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsNumber(it))
+        return EPW_E_PARSE;
+    *out = it->valuedouble;
+    return 0;
+}
+
+static int rj__u64(const cJSON *obj, const char *key, uint64_t *out)
+{
+    const cJSON *it = rj__item(obj, key);
+    double v;
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsNumber(it))
+        return EPW_E_PARSE;
+    v = it->valuedouble;
+    /* 2^64 is exact as a double; the round trip rejects fractions and NaN. */
+    if (!(v >= 0 && v < 18446744073709551616.0) || (double)(uint64_t)v != v)
+        return EPW_E_PARSE;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int rj__u32(const cJSON *obj, const char *key, uint32_t *out)
+{
+    uint64_t v = *out;
+    int rc = rj__u64(obj, key, &v);
+
+    if (rc)
+        return rc;
+    if (v > UINT32_MAX)
+        return EPW_E_PARSE;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int rj__bool(const cJSON *obj, const char *key, protobuf_c_boolean *out)
+{
+    const cJSON *it = rj__item(obj, key);
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsBool(it))
+        return EPW_E_PARSE;
+    *out = cJSON_IsTrue(it) ? 1 : 0;
+    return 0;
+}
+
+/* Replaces *field (a string owned by the message) with a copy of the value. */
+static int rj__text(const cJSON *obj, const char *key, char **field)
+{
+    const cJSON *it = rj__item(obj, key);
+    char *copy;
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsString(it))
+        return EPW_E_PARSE;
+    copy = epw_snap_strdup(it->valuestring);
+    if (!copy)
+        return UV_ENOMEM;
+    epw_snap_strfree(*field);
+    *field = copy;
+    return 0;
+}
+
+/* "" stands for a time the producer could not format (json__time). */
+static int rj__time(const cJSON *obj, const char *key, int64_t *out)
+{
+    const cJSON *it = rj__item(obj, key);
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsString(it))
+        return EPW_E_PARSE;
+    if (!it->valuestring[0])
+        return 0;
+    return epw_parse_rfc3339(it->valuestring, out) ? EPW_E_PARSE : 0;
+}
+
+/* Enum by name: tries every value of [0, max] through the same naming function the writer
+ * uses, so the two directions cannot drift apart. */
+static const char *rj__proto_name(int v)
+{
+    return epw_snap_proto_name((Epw__Protocol)v);
+}
+static const char *rj__family_name(int v)
+{
+    return epw_snap_family_name((Epw__Family)v);
+}
+static const char *rj__platform_name(int v)
+{
+    return epw_snap_platform_name((Epw__Platform)v);
+}
+static const char *rj__source_name(int v)
+{
+    return epw_snap_range_source_name((Epw__RangeSource)v);
+}
+
+static int rj__enum(const cJSON *obj, const char *key, const char *(*name)(int), int max, int *out)
+{
+    const cJSON *it = rj__item(obj, key);
+    int v;
+
+    if (!it)
+        return 0;
+    if (!cJSON_IsString(it))
+        return EPW_E_PARSE;
+    for (v = 0; v <= max; v++) {
+        if (strcmp(name(v), it->valuestring) == 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    return EPW_E_PARSE;
+}
+
+/* The array at `key` (NULL when absent), or EPW_E_PARSE when it is something else. */
+static int rj__array(const cJSON *obj, const char *key, const cJSON **arr)
+{
+    const cJSON *it = rj__item(obj, key);
+
+    *arr = NULL;
+    if (!it)
+        return 0;
+    if (!cJSON_IsArray(it))
+        return EPW_E_PARSE;
+    *arr = it;
+    return 0;
+}
+
+/* Enum fields are C enums of unspecified width: go through int. */
+#define RJ_ENUM(obj, key, namefn, max, field)                                                      \
+    do {                                                                                           \
+        int v_ = (int)(field);                                                                     \
+        rc = rj__enum(obj, key, namefn, max, &v_);                                                 \
+        if (rc)                                                                                    \
+            goto out;                                                                              \
+        (field) = v_;                                                                              \
+    } while (0)
+
+#define RJ_TRY(expr)                                                                               \
+    do {                                                                                           \
+        rc = (expr);                                                                               \
+        if (rc)                                                                                    \
+            goto out;                                                                              \
+    } while (0)
+
+/* Appends one element to a repeated field, or fails with UV_ENOMEM. */
+#define RJ_APPEND(var, msg, field, initfn)                                                         \
+    do {                                                                                           \
+        (var) = EPW_SNAP_APPEND(msg, field, initfn);                                               \
+        if (!(var)) {                                                                              \
+            rc = UV_ENOMEM;                                                                        \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static int rj__ranges(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__PortRange *r;
+    int rc;
+
+    RJ_TRY(rj__array(root, "ranges", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(r, s, ranges, epw__port_range__init);
+        RJ_ENUM(o, "protocol", rj__proto_name, EPW__PROTOCOL__UDP, r->protocol);
+        RJ_ENUM(o, "family", rj__family_name, EPW__FAMILY__IPV6, r->family);
+        RJ_TRY(rj__u32(o, "start", &r->start));
+        RJ_TRY(rj__u32(o, "count", &r->count));
+        RJ_TRY(rj__u32(o, "excluded", &r->excluded));
+        RJ_ENUM(o, "source", rj__source_name, EPW__RANGE_SOURCE__RANGE_CAPTURED, r->source);
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__addresses(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__AddressUsage *a;
+    int rc;
+
+    RJ_TRY(rj__array(root, "addresses", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(a, s, addresses, epw__address_usage__init);
+        RJ_TRY(rj__text(o, "local_address", &a->local_address));
+        RJ_ENUM(o, "protocol", rj__proto_name, EPW__PROTOCOL__UDP, a->protocol);
+        RJ_ENUM(o, "family", rj__family_name, EPW__FAMILY__IPV6, a->family);
+        RJ_TRY(rj__u32(o, "ports_in_use", &a->ports_in_use));
+        RJ_TRY(rj__u32(o, "max_ports", &a->max_ports));
+        RJ_TRY(rj__double(o, "usage_pct", &a->usage_pct));
+        RJ_TRY(rj__u32(o, "listening_ports", &a->listening_ports));
+        RJ_TRY(rj__u32(o, "pids", &a->pids));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__host(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__HostUsage *h;
+    int rc;
+
+    RJ_TRY(rj__array(root, "host", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(h, s, host, epw__host_usage__init);
+        RJ_ENUM(o, "protocol", rj__proto_name, EPW__PROTOCOL__UDP, h->protocol);
+        RJ_TRY(rj__u32(o, "ports_in_use", &h->ports_in_use));
+        RJ_TRY(rj__u32(o, "max_ports", &h->max_ports));
+        RJ_TRY(rj__double(o, "usage_pct", &h->usage_pct));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__destinations(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__DestinationUsage *d;
+    int rc;
+
+    RJ_TRY(rj__array(root, "destinations", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(d, s, destinations, epw__destination_usage__init);
+        RJ_TRY(rj__text(o, "local_address", &d->local_address));
+        RJ_TRY(rj__text(o, "remote_address", &d->remote_address));
+        RJ_TRY(rj__u32(o, "remote_port", &d->remote_port));
+        RJ_ENUM(o, "protocol", rj__proto_name, EPW__PROTOCOL__UDP, d->protocol);
+        RJ_TRY(rj__u32(o, "connections", &d->connections));
+        RJ_TRY(rj__u32(o, "free_ports", &d->free_ports));
+        RJ_TRY(rj__double(o, "usage_pct", &d->usage_pct));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+/* "states" is an object whose key order is the snapshot's order. */
+static int rj__states(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *obj = rj__item(root, "states"), *it;
+    Epw__StateCount *st;
+    int rc;
+
+    if (!obj)
+        return 0;
+    if (!cJSON_IsObject(obj))
+        return EPW_E_PARSE;
+    cJSON_ArrayForEach(it, obj)
+    {
+        RJ_APPEND(st, s, states, epw__state_count__init);
+        st->state = epw_snap_strdup(it->string);
+        if (!st->state) {
+            rc = UV_ENOMEM;
+            goto out;
+        }
+        RJ_TRY(rj__u32(obj, it->string, &st->count));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__processes(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__ProcessUsage *p;
+    int rc;
+
+    RJ_TRY(rj__array(root, "top_processes", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(p, s, top_processes, epw__process_usage__init);
+        RJ_TRY(rj__u32(o, "pid", &p->pid));
+        RJ_TRY(rj__text(o, "name", &p->name));
+        RJ_TRY(rj__u32(o, "ports", &p->ports));
+        RJ_TRY(rj__bool(o, "other", &p->other));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__remotes(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__RemoteUsage *r;
+    int rc;
+
+    RJ_TRY(rj__array(root, "top_remotes", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(r, s, top_remotes, epw__remote_usage__init);
+        RJ_TRY(rj__text(o, "remote_address", &r->remote_address));
+        RJ_TRY(rj__u32(o, "remote_port", &r->remote_port));
+        RJ_TRY(rj__u32(o, "connections", &r->connections));
+        RJ_TRY(rj__bool(o, "other", &r->other));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__listening(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *it;
+    size_t n;
+    int rc;
+
+    RJ_TRY(rj__array(root, "listening_ports", &arr));
+    n = arr ? (size_t)cJSON_GetArraySize(arr) : 0;
+    if (!n)
+        return 0;
+    s->listening_ports = malloc(n * sizeof(*s->listening_ports));
+    if (!s->listening_ports)
+        return UV_ENOMEM;
+    cJSON_ArrayForEach(it, arr)
+    {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+
+        if (!(v >= 0 && v <= UINT32_MAX) || (double)(uint32_t)v != v)
+            return EPW_E_PARSE;
+        s->listening_ports[s->n_listening_ports++] = (uint32_t)v;
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__time_wait(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *o = rj__item(root, "time_wait");
+    int rc;
+
+    if (!o)
+        return 0;
+    if (!cJSON_IsObject(o))
+        return EPW_E_PARSE;
+    RJ_TRY(rj__u32(o, "seconds", &s->time_wait->seconds));
+    RJ_TRY(rj__bool(o, "default", &s->time_wait->is_default));
+out:
+    return rc;
+}
+
+static int rj__events(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *o;
+    Epw__ExhaustionEvent *e;
+    int rc;
+
+    RJ_TRY(rj__array(root, "events", &arr));
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o))
+            return EPW_E_PARSE;
+        RJ_APPEND(e, s, events, epw__exhaustion_event__init);
+        RJ_TRY(rj__u32(o, "event_id", &e->event_id));
+        RJ_TRY(rj__time(o, "first", &e->first_ms));
+        RJ_TRY(rj__time(o, "last", &e->last_ms));
+        RJ_TRY(rj__u32(o, "count", &e->count));
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int rj__notes(const cJSON *root, Epw__Snapshot *s)
+{
+    const cJSON *arr, *it;
+    int rc;
+
+    RJ_TRY(rj__array(root, "notes", &arr));
+    cJSON_ArrayForEach(it, arr)
+    {
+        char **n;
+
+        if (!cJSON_IsString(it))
+            return EPW_E_PARSE;
+        n = realloc(s->notes, (s->n_notes + 1) * sizeof(*n));
+        if (!n)
+            return UV_ENOMEM;
+        s->notes = n;
+        n[s->n_notes] = epw_snap_strdup(it->valuestring);
+        if (!n[s->n_notes])
+            return UV_ENOMEM;
+        s->n_notes++;
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+int epw_json_to_snapshot(const cJSON *obj, Epw__Snapshot **out)
+{
+    Epw__Snapshot *s = NULL;
+    double duration_ms = 0;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (!obj || !out || !cJSON_IsObject(obj))
+        return UV_EINVAL;
+    s = epw_snap_new();
+    if (!s)
+        return UV_ENOMEM;
+    RJ_TRY(rj__text(obj, "hostname", &s->hostname));
+    RJ_TRY(rj__time(obj, "time", &s->taken_at_ms));
+    RJ_ENUM(obj, "platform", rj__platform_name, EPW__PLATFORM__WINDOWS, s->platform);
+    RJ_TRY(rj__u64(obj, "seq", &s->seq));
+    RJ_TRY(rj__text(obj, "netns", &s->netns));
+    RJ_TRY(rj__double(obj, "sample_duration_ms", &duration_ms));
+    /* Written as us / 1000.0: rounding to the nearest microsecond undoes that exactly. */
+    if (!(duration_ms >= 0 && duration_ms * 1000.0 <= UINT32_MAX)) {
+        rc = EPW_E_PARSE;
+        goto out;
+    }
+    s->sample_duration_us = (uint32_t)(duration_ms * 1000.0 + 0.5);
+    RJ_TRY(rj__double(obj, "pressure_pct", &s->pressure_pct));
+    RJ_TRY(rj__text(obj, "pressure_source", &s->pressure_source));
+    RJ_TRY(rj__ranges(obj, s));
+    RJ_TRY(rj__addresses(obj, s));
+    RJ_TRY(rj__host(obj, s));
+    RJ_TRY(rj__destinations(obj, s));
+    RJ_TRY(rj__u32(obj, "destination_count", &s->destination_count));
+    RJ_TRY(rj__states(obj, s));
+    RJ_TRY(rj__processes(obj, s));
+    RJ_TRY(rj__remotes(obj, s));
+    RJ_TRY(rj__u32(obj, "kernel_ports", &s->kernel_ports));
+    RJ_TRY(rj__listening(obj, s));
+    RJ_TRY(rj__u32(obj, "pid_count", &s->pid_count));
+    RJ_TRY(rj__u32(obj, "exclusive_ports", &s->exclusive_ports));
+    RJ_TRY(rj__u32(obj, "total_sockets", &s->total_sockets));
+    RJ_TRY(rj__time_wait(obj, s));
+    RJ_TRY(rj__events(obj, s));
+    RJ_TRY(rj__notes(obj, s));
+    RJ_TRY(rj__u64(obj, "dropped_before", &s->dropped_before));
+    RJ_TRY(rj__bool(obj, "port_starved", &s->port_starved));
+    RJ_TRY(rj__u32(obj, "spooled", &s->spooled));
+    *out = s;
+    s = NULL;
+out:
+    epw_snap_free(s);
+    return rc;
 }

@@ -44,4 +44,18 @@ cJSON *epw_json_snapshot(const Epw__Snapshot *snap);
  */
 char *epw_json_snapshot_string(const Epw__Snapshot *snap, int pretty);
 
+/*
+ * The reverse of epw_json_snapshot: rebuilds a Snapshot from an object with the keys above (the
+ * agent's --json output, or the collector's /api/v1/hosts/{host}/snapshot answer, whose extra keys
+ * are ignored), so a consumer can render it with epw_table_render exactly as the agent console
+ * does. Missing keys leave their field at its default (a newer or older producer may differ);
+ * a key of the wrong type, a number out of its field's range, an unknown enum name or a bad time
+ * is EPW_E_PARSE. Pure (no clock, no I/O); thread-safe as long as `obj` is not modified meanwhile.
+ *
+ * *out is cleared on entry; on success it receives a new Snapshot owned by the caller (free with
+ * epw_snap_free). Returns 0, UV_EINVAL (NULL argument or `obj` not an object), EPW_E_PARSE or
+ * UV_ENOMEM; nothing is handed over on failure.
+ */
+int epw_json_to_snapshot(const cJSON *obj, Epw__Snapshot **out);
+
 #endif
