@@ -42,8 +42,16 @@
 
 typedef struct store_s store_t;
 typedef struct store_reader_s store_reader_t;
-/* A backend implementation (see store_writer.h). NULL in the options selects SQLite. */
+/* A backend implementation (see store_writer.h). NULL in the options selects one from the
+ * target (store_backend_for_target). */
 typedef struct store_backend_s store_backend_t;
+
+/* Any thread. PostgreSQL (store_pg.c) when `target` is a libpq connection string: it starts with
+ * "postgresql://" or "postgres://", or is in "key=value ..." form ("host=db1 dbname=epwatch");
+ * SQLite (the `target` is a file path) otherwise. */
+const store_backend_t *store_backend_for_target(const char *target);
+/* Any thread. "sqlite", "postgresql" (or "postgres"); NULL for an unknown name. */
+const store_backend_t *store_backend_by_name(const char *name);
 
 typedef enum {
     STORE_OP_HELLO = 1,    /* upsert the host, report its last_seq */
@@ -78,8 +86,9 @@ typedef void (*store_room_cb)(store_t *st, void *ud);
 typedef void (*store_close_cb)(void *ud);
 
 typedef struct store_options_s {
-    const store_backend_t *backend; /* NULL: SQLite */
-    const char *target;             /* SQLite: the database file, created if missing. Copied. */
+    const store_backend_t *backend; /* NULL: store_backend_for_target(target) */
+    const char *target;             /* SQLite: the database file, created if missing;
+                                       PostgreSQL: a libpq connection string. Copied. */
     uint64_t retention_ms;          /* delete snapshots older than this; 0 keeps everything */
     uint64_t retention_every_ms;    /* how often a retention pass starts; 0: 60 s */
     unsigned retention_chunk;       /* rows deleted per transaction in a pass; 0: 2000 */

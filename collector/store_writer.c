@@ -146,6 +146,35 @@ void store_summarize(const Epw__Snapshot *snap, store_summary_t *out)
     out->port_starved = snap->port_starved ? 1 : 0;
 }
 
+/* ---- backend selection ------------------------------------------------------------------ */
+
+const store_backend_t *store_backend_for_target(const char *target)
+{
+    const char *p = target ? target : "";
+
+    if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0)
+        return &store_pg_backend;
+    /* libpq's key=value form: a keyword (letters and '_') then '='; no file path looks so. */
+    while ((*p >= 'a' && *p <= 'z') || *p == '_')
+        p++;
+    while (p != target && *p == ' ')
+        p++;
+    if (p != target && *p == '=')
+        return &store_pg_backend;
+    return &store_sqlite_backend;
+}
+
+const store_backend_t *store_backend_by_name(const char *name)
+{
+    if (!name)
+        return NULL;
+    if (strcmp(name, "sqlite") == 0)
+        return &store_sqlite_backend;
+    if (strcmp(name, "postgresql") == 0 || strcmp(name, "postgres") == 0)
+        return &store_pg_backend;
+    return NULL;
+}
+
 /* ---- writer thread ---------------------------------------------------------------------- */
 
 static void item_fail(store_item_t *it, int err)
@@ -446,7 +475,7 @@ int store_open(uv_loop_t *loop, const store_options_t *opts, store_t **out)
         return UV_ENOMEM;
     st->loop = loop;
     st->opts = *opts;
-    st->be = opts->backend ? opts->backend : &store_sqlite_backend;
+    st->be = opts->backend ? opts->backend : store_backend_for_target(opts->target);
     st->target = strdup(opts->target);
     if (!st->target) {
         rc = UV_ENOMEM;
@@ -678,7 +707,7 @@ int store_reader_open(const store_backend_t *backend, const char *target, store_
     rd = calloc(1, sizeof(*rd));
     if (!rd)
         return UV_ENOMEM;
-    rd->be = backend ? backend : &store_sqlite_backend;
+    rd->be = backend ? backend : store_backend_for_target(target);
     rc = rd->be->open_reader(target, &rd->db);
     if (rc) {
         free(rd);

@@ -53,5 +53,7 @@ struct store_backend_s {
 
 /* The default backend (store_sqlite.c). */
 extern const store_backend_t store_sqlite_backend;
+/* The PostgreSQL backend (store_pg.c). */
+extern const store_backend_t store_pg_backend;
 
 #endif
