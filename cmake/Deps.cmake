@@ -36,6 +36,10 @@ endif()
 
 epw_find_lib(protobufc protobuf-c/protobuf-c.h protobuf-c)
 epw_find_lib(cjson cjson/cJSON.h cjson)
+if(WIN32)
+    # Built static by agent/windows/cross-build.sh: no dllexport/dllimport decoration.
+    set_target_properties(epw::cjson PROPERTIES INTERFACE_COMPILE_DEFINITIONS CJSON_HIDE_SYMBOLS)
+endif()
 epw_find_lib(inih ini.h inih)
 find_program(PROTOC_C protoc-c REQUIRED)
 

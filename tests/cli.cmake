@@ -18,6 +18,7 @@ function(epw_cli_test name)
     endif()
     add_test(NAME cli_${name}
              COMMAND ${CMAKE_COMMAND} -DAGENT=$<TARGET_FILE:epwatch-agent> "-DARGS=${C_ARGS}"
+                     "-DEMULATOR=${CMAKE_CROSSCOMPILING_EMULATOR}"
                      -DRC=${C_RC} "-DSTDOUT=${C_STDOUT}" "-DSTDERR=${C_STDERR}"
                      -DJSON_PLATFORM=${C_JSON_PLATFORM} -DJSON_ARRAY=${C_JSON_ARRAY}
                      -DLOG=${C_LOG} -DLOG_BLOCKS=${C_LOG_BLOCKS} -P ${_cli_check})

@@ -47,4 +47,10 @@ if want fuzz; then
     (cd build-ci-fuzz && ctest --output-on-failure -L fuzz)
 fi
 
+if want windows; then
+    # mingw-w64 cross build of the agent and its portable tests, run under Wine (issue 5).
+    stage "windows: cross-build, tests under Wine"
+    bash agent/windows/cross-build.sh build-ci-windows
+fi
+
 stage "all stages passed"

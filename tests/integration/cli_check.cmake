@@ -11,7 +11,8 @@ if(LOG)
     file(MAKE_DIRECTORY "${_dir}")
 endif()
 
-execute_process(COMMAND "${AGENT}" ${_args}
+# EMULATOR: wine in the Windows cross build (empty otherwise).
+execute_process(COMMAND ${EMULATOR} "${AGENT}" ${_args}
                 RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
 message(STATUS "exit ${_rc}\n--- stdout (first 2000 chars):")
 string(SUBSTRING "${_out}" 0 2000 _head)
