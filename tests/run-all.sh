@@ -20,14 +20,15 @@ if want format; then
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
 fi
 
-build_and_test() { # name cmake-args...
+build_and_test() { # name cmake-args... ; CTEST_ARGS selects tests
     local name=$1; shift
     stage "build: $name"
     cmake -S . -B "build-ci-$name" -DEPW_WERROR=ON "$@" >"build-ci-$name.configure.log" 2>&1 ||
         { cat "build-ci-$name.configure.log"; return 1; }
     cmake --build "build-ci-$name" -j"$jobs"
     stage "test: $name"
-    (cd "build-ci-$name" && ctest --output-on-failure -j"$jobs" --timeout 600)
+    # shellcheck disable=SC2086
+    (cd "build-ci-$name" && ctest --output-on-failure -j"$jobs" --timeout 600 ${CTEST_ARGS:-})
 }
 
 build_and_test release -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -36,6 +37,14 @@ if want asan; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         build_and_test asan -DCMAKE_BUILD_TYPE=Debug -DEPW_SANITIZE=address,undefined \
         -DCMAKE_C_COMPILER=clang
+fi
+
+if want tsan; then
+    # The threaded parts: the store's writer thread (SQLite and PostgreSQL), the collector's
+    # ingest path, the agent's uplink and sampler threads.
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        CTEST_ARGS="-R ^(store|store_pg|store_pg_server_start|store_pg_server_stop|ingest|uplink|sampler_linux|api|sinks)$" \
+        build_and_test tsan -DCMAKE_BUILD_TYPE=Debug -DEPW_SANITIZE=thread -DCMAKE_C_COMPILER=clang
 fi
 
 if want fuzz; then
