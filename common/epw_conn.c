@@ -43,6 +43,10 @@ struct epw_conn_s {
     int silent; /* setup failed: no on_close */
     int close_status;
     int above_high;
+    int paused;      /* epw_conn_set_reading(c, 0): no socket reads, no delivery */
+    int in_process;  /* process() is on the stack (re-entrancy guard for set_reading) */
+    size_t held_off; /* plaintext in pbuf not yet fed to the frame decoder (paused) */
+    size_t held_len;
     uint64_t last_rx;
     uint8_t rbuf[IO_CHUNK];
     uint8_t pbuf[IO_CHUNK];
@@ -266,6 +270,8 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     now = uv_now(c->loop);
+    if (c->paused)
+        c->last_rx = now; /* we chose not to read: the peer is not idle */
     idle = now - c->last_rx;
     if (idle >= c->opts.idle_timeout_ms) {
         EPW_INFO(SUB, "%s (%s): idle for %llu ms, closing", c->peer_addr, epw_tls_peer_cn(c->tls),
@@ -289,6 +295,17 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
     int rc;
 
     while (n > 0 && !c->closing) {
+        if (c->paused) {
+            /* Keep the rest (it always lies in pbuf) for epw_conn_set_reading(c, 1). */
+            c->held_off = (size_t)(data - c->pbuf);
+            c->held_len = n;
+            return;
+        }
+        if (c->cbs.on_data != NULL) {
+            /* Raw mode: the callee parses the bytes itself and takes them all. */
+            c->cbs.on_data(c, data, n, c->cbs.ud);
+            return;
+        }
         rc = epw_frame_decoder_feed(c->dec, data, n, &used, &frame, &flen);
         if (rc) {
             EPW_WARN(SUB, "%s (%s): bad frame: %s", c->peer_addr, epw_tls_peer_cn(c->tls),
@@ -341,16 +358,24 @@ static void process(epw_conn_t *c)
     }
     if (c->state != ST_OPEN)
         return;
-    while (!c->closing) {
+    c->in_process++;
+    if (c->held_len > 0 && !c->paused) {
+        n = c->held_len;
+        c->held_len = 0;
+        deliver(c, c->pbuf + c->held_off, n);
+    }
+    while (!c->closing && !c->paused && c->held_len == 0) {
         rc = epw_tls_read(c->tls, c->pbuf, sizeof(c->pbuf), &n);
         if (rc == EPW_E_AGAIN)
             break;
         if (rc) {
+            c->in_process--;
             conn_close(c, rc);
             return;
         }
         deliver(c, c->pbuf, n);
     }
+    c->in_process--;
     if (!c->closing) {
         rc = flush(c);
         if (rc)
@@ -382,6 +407,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->last_rx = uv_now(c->loop);
     rc = epw_tls_feed(c->tls, c->rbuf, (size_t)nread);
+    /* Paused: the engine keeps the ciphertext until reading is switched on again. */
+    if (rc == 0 && c->paused)
+        return;
     if (rc) {
         conn_close(c, rc);
         return;
@@ -577,6 +605,24 @@ out:
     return rc;
 }
 
+int epw_conn_send_raw(epw_conn_t *c, const void *buf, size_t len)
+{
+    int rc;
+
+    if (c->closing)
+        return EPW_E_CLOSED;
+    if (c->state != ST_OPEN)
+        return UV_ENOTCONN;
+    if (len == 0)
+        return 0;
+    rc = epw_tls_write(c->tls, buf, len);
+    if (rc == 0)
+        rc = flush(c);
+    if (rc)
+        conn_close(c, rc);
+    return rc;
+}
+
 size_t epw_conn_write_queue_size(const epw_conn_t *c)
 {
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
@@ -589,6 +635,43 @@ int epw_conn_writable(epw_conn_t *c)
         return 0;
     }
     return 1;
+}
+
+/* ---- flow control --------------------------------------------------------------------------- */
+
+int epw_conn_set_reading(epw_conn_t *c, int on)
+{
+    int rc;
+
+    if (c->closing)
+        return EPW_E_CLOSED;
+    if (c->state != ST_OPEN)
+        return UV_ENOTCONN;
+    if (!on) {
+        if (!c->paused) {
+            c->paused = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+        }
+        return 0;
+    }
+    if (!c->paused)
+        return 0;
+    c->paused = 0;
+    c->last_rx = uv_now(c->loop);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc) {
+        conn_close(c, rc);
+        return rc;
+    }
+    /* Called from inside this connection's delivery: its loops simply continue. */
+    if (c->in_process == 0)
+        process(c);
+    return 0;
+}
+
+int epw_conn_reading(const epw_conn_t *c)
+{
+    return !c->paused;
 }
 
 /* ---- accessors ------------------------------------------------------------------------------ */

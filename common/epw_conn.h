@@ -47,6 +47,13 @@ typedef struct epw_conn_cbs_s {
      * connect, read, write). Required. */
     void (*on_close)(epw_conn_t *c, int status, void *ud);
     void *ud;
+    /* Raw mode, optional (the operator API speaks HTTP over the same TLS code). When set, the
+     * plaintext is handed over as it is decrypted, in arbitrary chunks, and no frame is decoded:
+     * on_envelope is not called and max_frame does not apply. `buf` is valid during the call
+     * only. The callee may call epw_conn_send_raw(), epw_conn_close() (no further data follows)
+     * or epw_conn_set_reading(c, 0) (further data waits until reading is on again). The mode is
+     * chosen with the callbacks: set it in the listener's on_conn or before connecting. */
+    void (*on_data)(epw_conn_t *c, const uint8_t *buf, size_t len, void *ud);
 } epw_conn_cbs_t;
 
 typedef struct epw_conn_opts_s {
@@ -76,6 +83,13 @@ int epw_conn_connect(uv_loop_t *loop, epw_tls_config_t *cfg, const char *host, u
  */
 int epw_conn_send(epw_conn_t *c, const Epw__Envelope *env);
 
+/*
+ * Raw mode's send: encrypts `len` bytes of `buf` (not kept) and queues them, no framing. Same
+ * rules and results as epw_conn_send (after the handshake only, never refuses for backpressure;
+ * 0, UV_ENOTCONN, EPW_E_CLOSED, EPW_E_TLS, UV_ENOMEM or a uv_write error). len 0 is a no-op.
+ */
+int epw_conn_send_raw(epw_conn_t *c, const void *buf, size_t len);
+
 /* Bytes handed to libuv but not yet written to the socket. */
 size_t epw_conn_write_queue_size(const epw_conn_t *c);
 /* 1 while the write queue is below the high-water mark; when it returns 0, on_drain follows
@@ -88,6 +102,22 @@ int epw_conn_writable(epw_conn_t *c);
  * envelope is delivered after this call.
  */
 void epw_conn_close(epw_conn_t *c, int reason);
+
+/*
+ * Flow control on the receive side (loop thread). on = 0 stops reading from the socket
+ * (uv_read_stop), so the peer's TCP window fills up and it stops sending: the collector uses this
+ * while its store queue is full. It also pauses delivery: once it returns (even when called from
+ * on_envelope) no further on_envelope runs until reading is switched on again; bytes already
+ * received stay buffered (at most one read chunk plus one partial frame). The idle timeout does
+ * not fire while paused. on = 1 restarts reading and delivers what was buffered; when called from
+ * outside this connection's callbacks that delivery happens before it returns. Idempotent.
+ * Only once the connection is open (after on_ready / the listener's handover). Returns 0,
+ * UV_ENOTCONN (handshake not done), EPW_E_CLOSED (closing: nothing to do) or a uv_read_start
+ * error (the connection is then closing).
+ */
+int epw_conn_set_reading(epw_conn_t *c, int on);
+/* 1 while reading is on (the default). */
+int epw_conn_reading(const epw_conn_t *c);
 
 /* Replaces the callbacks (the listener's on_conn must call this). */
 void epw_conn_set_callbacks(epw_conn_t *c, const epw_conn_cbs_t *cbs);
