@@ -238,7 +238,9 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
         snprintf(t->refusal, sizeof(t->refusal), "operator certificate CN=%s on the agent port",
                  t->cn);
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
-    } else if (cfg->role == EPW_TLS_SERVER && cfg->accept == EPW_TLS_PEER_OPERATOR &&
+    } else if (cfg->role == EPW_TLS_SERVER &&
+               (cfg->accept == EPW_TLS_PEER_OPERATOR ||
+                cfg->accept == EPW_TLS_PEER_OPERATOR_OR_NONE) &&
                !t->is_operator) {
         snprintf(t->refusal, sizeof(t->refusal), "CN=%s is not an operator certificate (OU=%s)",
                  t->cn, t->ou);
@@ -347,7 +349,12 @@ int epw_tls_config_create(epw_tls_role_t role, const char *ca_path, const char *
     conf_tls12_only(&cfg->conf);
     conf_groups(&cfg->conf);
     mbedtls_ssl_conf_ciphersuites(&cfg->conf, epw_tls_suites);
-    mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    /* OPERATOR_OR_NONE: a missing certificate is allowed; a bad one is refused in
+     * epw_tls_handshake, since optional mode lets the handshake finish either way. */
+    mbedtls_ssl_conf_authmode(&cfg->conf,
+                              role == EPW_TLS_SERVER && cfg->accept == EPW_TLS_PEER_OPERATOR_OR_NONE
+                                  ? MBEDTLS_SSL_VERIFY_OPTIONAL
+                                  : MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
     if (cert_path != NULL) {
         ret = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own, &cfg->key);
@@ -513,6 +520,17 @@ int epw_tls_handshake(epw_tls_t *t)
     if (t->failed)
         return t->failed;
     ret = mbedtls_ssl_handshake(&t->ssl);
+    if (ret == 0 && t->cfg->role == EPW_TLS_SERVER &&
+        t->cfg->accept == EPW_TLS_PEER_OPERATOR_OR_NONE) {
+        /* Optional verification: only "no certificate at all" may pass unverified. */
+        uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+        if (flags != 0 && flags != MBEDTLS_X509_BADCERT_MISSING) {
+            mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                           MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
+            t->failed = handshake_failed(t, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
+            return t->failed;
+        }
+    }
     if (ret == 0) {
         t->done = 1;
         EPW_DEBUG(SUB, "handshake done with %s (OU=%s), %s", peer_desc(t), t->ou,

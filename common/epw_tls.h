@@ -26,8 +26,16 @@ typedef enum { EPW_TLS_CLIENT = 0, EPW_TLS_SERVER = 1 } epw_tls_role_t;
  * see certs/README.md); any other client certificate from the CA is an agent. */
 typedef enum {
     EPW_TLS_PEER_ANY = 0,
-    EPW_TLS_PEER_AGENT = 1,   /* reject certificates with OU=operators */
-    EPW_TLS_PEER_OPERATOR = 2 /* accept only certificates with OU=operators */
+    EPW_TLS_PEER_AGENT = 1,    /* reject certificates with OU=operators */
+    EPW_TLS_PEER_OPERATOR = 2, /* accept only certificates with OU=operators */
+    /* Operator certificates, or no certificate at all (the operator API with bearer tokens: the
+     * caller must then authorise each request itself; epw_tls_peer_cn() is "" for such a peer).
+     * A certificate that is presented is verified as strictly as ever and must be an operator's:
+     * an agent's, an untrusted or an expired one fails the handshake with EPW_E_TLS_VERIFY. The
+     * server asks for a certificate with mbedTLS's optional verification, so this refusal happens
+     * when the server's side of the handshake completes (the client may already believe it is
+     * connected: it then receives a bad_certificate alert instead of data). */
+    EPW_TLS_PEER_OPERATOR_OR_NONE = 3
 } epw_tls_peer_kind_t;
 
 #define EPW_TLS_OU_OPERATORS "operators"
