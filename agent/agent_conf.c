@@ -6,9 +6,14 @@
 #include <string.h>
 
 #include <uv.h>
+#if defined(_WIN32)
+#include <windows.h>
+#endif
 
 #include "epw_err.h"
 #include "epw_util.h"
+#include "policy.h"
+#include "service.h"
 
 static const char *const conf_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -171,6 +176,32 @@ static int conf__resolve(agent_conf_t *c, char *err, size_t errlen)
     return rc;
 }
 
+#if defined(_WIN32)
+/* The data directory is %ProgramData%\epwatch wherever ProgramData really is (the header's
+ * spool default is the usual place). Returns the default config file when it exists, so that the
+ * service, installed without --config (the MSI), finds it; else NULL. Static storage: the path
+ * outlives the call as agent_opts_t.config_path. */
+static const char *conf__windows_defaults(agent_conf_t *c)
+{
+    static char cfg[1024];
+    char spool[1024];
+    DWORD attr;
+
+    if (service_data_dir(spool, sizeof(spool) - 6) == 0 &&
+        strcmp(c->spool_dir ? c->spool_dir : "", AGENT_DEFAULT_SPOOL_DIR) == 0) {
+        strcat(spool, "\\spool");
+        if (conf__set_string(&c->spool_dir, spool))
+            return NULL; /* out of memory: the next allocation reports it */
+    }
+    if (service_default_config(cfg, sizeof(cfg)))
+        return NULL;
+    attr = GetFileAttributesA(cfg);
+    if (attr == INVALID_FILE_ATTRIBUTES || (attr & FILE_ATTRIBUTE_DIRECTORY))
+        return NULL;
+    return cfg;
+}
+#endif
+
 int agent_conf_load(int argc, char **argv, agent_conf_t *c, agent_opts_t *o, char *err,
                     size_t errlen)
 {
@@ -200,11 +231,19 @@ int agent_conf_load(int argc, char **argv, agent_conf_t *c, agent_opts_t *o, cha
         }
     }
     path = epw_config_arg_value(argc, argv, "config");
+#if defined(_WIN32)
+    if (!path)
+        path = conf__windows_defaults(c);
+#endif
     if (path) {
         rc = epw_config_parse_file(conf_table, c, path, err, errlen);
         if (rc)
             goto out;
     }
+    /* Group Policy (Windows) overrides the file; the command line still overrides both. */
+    rc = policy_apply(conf_table, c, NULL, err, errlen);
+    if (rc)
+        goto out;
 
     /* The command-line table: every key but those agent_opts parses. */
     while (conf_table[n].name)

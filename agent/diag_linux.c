@@ -21,6 +21,10 @@ struct diag_s {
     int fd;
     uint32_t seq;
     uint8_t *buf; /* DIAG__BUF_SIZE bytes, 8-byte aligned (malloc) */
+    /* The dump in progress (diag_dump_start .. done). */
+    sockrow_proto_t proto;
+    int active;
+    int cb_rc; /* first non-zero callback return: later rows are drained, not passed */
 };
 
 sockrow_state_t diag_tcp_state(uint32_t kstate)
@@ -240,38 +244,72 @@ static int diag__send(diag_t *d, sockrow_proto_t proto, int family, uint32_t sta
     return n == (ssize_t)sizeof(req) ? 0 : EPW_E_INTERNAL;
 }
 
-int diag_dump(diag_t *d, sockrow_proto_t proto, int family, uint32_t states, diag_row_cb cb,
-              void *ud, uint32_t *n_rows)
+int diag_dump_start(diag_t *d, sockrow_proto_t proto, int family, uint32_t states)
+{
+    int rc;
+
+    if (family == 0 && proto != SOCKROW_TCP)
+        return UV_EINVAL;
+    d->active = 0;
+    d->cb_rc = 0;
+    d->proto = proto;
+    rc = family == 0 ? diag__send_both(d, states) : diag__send(d, proto, family, states);
+    if (rc == 0)
+        d->active = 1;
+    return rc;
+}
+
+int diag_dump_read(diag_t *d, diag_row_cb cb, void *ud, uint32_t *n_rows, int *done)
 {
     uint32_t rows = 0;
-    int cb_rc = 0;
-    int done = 0;
     ssize_t n;
     int rc;
 
     if (n_rows)
         *n_rows = 0;
-    if (family == 0 && proto != SOCKROW_TCP)
+    *done = 0;
+    if (!d->active)
         return UV_EINVAL;
-    rc = family == 0 ? diag__send_both(d, states) : diag__send(d, proto, family, states);
-    if (rc)
-        return rc;
-    while (!done) {
+    do
         n = recv(d->fd, d->buf, DIAG__BUF_SIZE, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return EPW_E_CLOSED;
-        /* After a callback failure the parse goes on without callbacks until NLMSG_DONE, so the
-         * socket is left ready for the next request. */
-        rc = diag_parse(d->buf, (size_t)n, d->seq, proto, cb, ud, &rows, &cb_rc, &done);
-        if (rc)
-            return rc;
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        /* The dump is lost: the socket must not be read again for it. */
+        d->active = 0;
+        *done = 1;
+        return n < 0 ? -errno : EPW_E_CLOSED;
     }
+    /* After a callback failure the parse goes on without callbacks until NLMSG_DONE, so the
+     * socket is left ready for the next request. */
+    rc = diag_parse(d->buf, (size_t)n, d->seq, d->proto, cb, ud, &rows, &d->cb_rc, done);
     if (n_rows)
         *n_rows = rows;
-    return cb_rc;
+    if (rc)
+        *done = 1;
+    if (*done) {
+        d->active = 0;
+        if (rc == 0)
+            rc = d->cb_rc;
+    }
+    return rc;
+}
+
+int diag_dump(diag_t *d, sockrow_proto_t proto, int family, uint32_t states, diag_row_cb cb,
+              void *ud, uint32_t *n_rows)
+{
+    uint32_t rows = 0, got;
+    int done = 0;
+    int rc;
+
+    if (n_rows)
+        *n_rows = 0;
+    rc = diag_dump_start(d, proto, family, states);
+    while (rc == 0 && !done) {
+        rc = diag_dump_read(d, cb, ud, &got, &done);
+        rows += got;
+    }
+    /* Also after a failure: the caller must know whether rows reached the callback already. */
+    if (n_rows)
+        *n_rows = rows;
+    return rc;
 }

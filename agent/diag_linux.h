@@ -40,11 +40,28 @@ void diag_close(diag_t *d);
  * pass over the kernel's tables, through the older TCPDIAG_GETSOCK request; should a kernel
  * refuse it (an error is returned before any row), dump each family instead. Memory is constant
  * (one 32 KiB receive buffer): rows go straight to `cb`. *n_rows (may be NULL) receives the rows
- * passed to cb. Returns 0, the callback's non-zero value, or a negative errno reported by the
- * kernel (e.g. UV_ENOENT when udp_diag is missing, UV_EAFNOSUPPORT without IPv6).
+ * passed to cb, also when the dump fails. Returns 0, the callback's non-zero value, or a negative
+ * errno reported by the kernel (e.g. UV_ENOENT when udp_diag is missing, UV_EAFNOSUPPORT without
+ * IPv6).
  */
 int diag_dump(diag_t *d, sockrow_proto_t proto, int family, uint32_t states, diag_row_cb cb,
               void *ud, uint32_t *n_rows);
+
+/*
+ * diag_dump in steps, so that a dump can be read partly by one thread and finished later by
+ * another (one thread at a time; the handover needs the usual synchronisation, e.g. a join).
+ * diag_dump_start sends the request (same arguments and errors as diag_dump). Each
+ * diag_dump_read then reads one datagram of the answer, at most DIAG_DGRAM_ROWS rows passed to cb
+ * (*n_rows, may be NULL), and sets *done once the dump is over, whether it ended normally or
+ * failed; it returns what diag_dump would (the callback's first non-zero value once done), or
+ * UV_EINVAL when no dump is in progress. Starting a new dump abandons one in progress only if
+ * its answer was read to the end: otherwise close the diag_t instead.
+ */
+int diag_dump_start(diag_t *d, sockrow_proto_t proto, int family, uint32_t states);
+int diag_dump_read(diag_t *d, diag_row_cb cb, void *ud, uint32_t *n_rows, int *done);
+
+/* Most rows one datagram can carry: 32 KiB of messages of at least 88 bytes. */
+#define DIAG_DGRAM_ROWS 373u
 
 /*
  * Pure: decodes one datagram of a dump (one or more netlink messages of SOCK_DIAG_BY_FAMILY or

@@ -32,12 +32,16 @@
 #define SAMPLER__DEFAULT_COUNT 28232u
 /* TCP_TIMEWAIT_LEN: fixed in the kernel, not tunable. */
 #define SAMPLER__TIME_WAIT_S 60u
+/* Threads for the /proc owner scan (kernel-bound, about 1.7 us per fd): two halve it on a busy
+ * host; more would take cores from the workload the agent watches. */
+#define SAMPLER__SCAN_THREADS 2u
 
 struct sampler_s {
     sampler_opts_t opts;
-    uint32_t map_hint;  /* inodes found by the previous scan: sizes the next map */
-    int bound_inactive; /* the kernel reports TCP_BOUND_INACTIVE (6.8+) */
-    char release[65];   /* uname -r */
+    uint32_t map_hint;     /* inodes found by the previous scan: sizes the next map */
+    unsigned scan_threads; /* for procfd_map_scan */
+    int bound_inactive;    /* the kernel reports TCP_BOUND_INACTIVE (6.8+) */
+    char release[65];      /* uname -r */
 };
 
 /* One network namespace to sample. */
@@ -62,6 +66,30 @@ typedef struct sampler__pass_s {
     const procfd_map_t *map; /* NULL: no attribution */
 } sampler__pass_t;
 
+/*
+ * The TCP dump of the agent's own namespace, read ahead by a helper thread while the owner scan
+ * runs: both are kernel-bound, so on two cores they overlap. Rows wait in a compact buffer (20
+ * bytes for IPv4, 44 for IPv6, against 124 on the wire) until the owners are known; the buffer
+ * stops growing at SAMPLER__PREFETCH_MAX and the rest of the dump is then read afterwards, as
+ * without read-ahead, so memory stays bounded on any host. The helper only touches this struct
+ * and its diag_t until it is joined.
+ */
+#define SAMPLER__PREFETCH_MAX (1024u * 1024u)
+#define SAMPLER__PACKED_V4    20u
+#define SAMPLER__PACKED_V6    44u
+
+typedef struct sampler__prefetch_s {
+    diag_t *diag;  /* the dump in progress; NULL: no read-ahead */
+    uint8_t *buf;  /* packed rows */
+    size_t len;    /* bytes used */
+    size_t cap;    /* bytes allocated: SAMPLER__PREFETCH_MAX */
+    uint32_t rows; /* rows in buf */
+    int rc;        /* the dump's result so far (0 while unfinished) */
+    int done;      /* the dump was read to its end */
+    int started;   /* the helper thread runs (joined by sampler__prefetch_join) */
+    uv_thread_t tid;
+} sampler__prefetch_t;
+
 int sampler_create(const sampler_opts_t *opts, sampler_t **out)
 {
     struct utsname u;
@@ -76,6 +104,9 @@ int sampler_create(const sampler_opts_t *opts, sampler_t **out)
         s->opts = *opts;
     else
         s->opts.attribute_pids = 1;
+    s->scan_threads = uv_available_parallelism();
+    if (s->scan_threads > SAMPLER__SCAN_THREADS)
+        s->scan_threads = SAMPLER__SCAN_THREADS;
     /* TCP_BOUND_INACTIVE appeared in 6.8; older kernels ignore the state bit and simply do not
      * report bound-only sockets, so the request is the same and only the note differs. */
     if (uname(&u) == 0) {
@@ -161,6 +192,128 @@ static int sampler__row(void *ud, sockrow_t *row)
         }
     }
     return analysis_add(p->an, row);
+}
+
+/* Appends a row to the read-ahead buffer; the reader leaves room for a datagram beforehand. */
+static int sampler__pack(void *ud, sockrow_t *row)
+{
+    sampler__prefetch_t *pf = ud;
+    uint8_t *p = pf->buf + pf->len;
+    size_t alen = row->family == 6 ? 16u : 4u;
+
+    p[0] = row->proto;
+    p[1] = row->family;
+    p[2] = row->state;
+    p[3] = 0;
+    memcpy(p + 4, &row->lport, 2);
+    memcpy(p + 6, &row->rport, 2);
+    memcpy(p + 8, &row->inode, 4);
+    memcpy(p + 12, row->laddr, alen);
+    memcpy(p + 12 + alen, row->raddr, alen);
+    pf->len += 12u + 2u * alen;
+    pf->rows++;
+    return 0;
+}
+
+/* Reads the packed row at buf[*off], advancing *off. */
+static void sampler__unpack(const uint8_t *buf, size_t *off, sockrow_t *row)
+{
+    const uint8_t *p = buf + *off;
+    size_t alen = p[1] == 6 ? 16u : 4u;
+
+    memset(row, 0, sizeof(*row));
+    row->proto = p[0];
+    row->family = p[1];
+    row->state = p[2];
+    memcpy(&row->lport, p + 4, 2);
+    memcpy(&row->rport, p + 6, 2);
+    memcpy(&row->inode, p + 8, 4);
+    memcpy(row->laddr, p + 12, alen);
+    memcpy(row->raddr, p + 12 + alen, alen);
+    *off += 12u + 2u * alen;
+}
+
+/* The helper thread: reads datagrams while a whole one surely fits in the buffer. */
+static void sampler__prefetch_run(void *arg)
+{
+    sampler__prefetch_t *pf = arg;
+    const size_t room = (size_t)DIAG_DGRAM_ROWS * SAMPLER__PACKED_V6;
+
+    /* Once full, the rest is read after the scan. */
+    while (!pf->done && pf->cap - pf->len >= room)
+        pf->rc = diag_dump_read(pf->diag, sampler__pack, pf, NULL, &pf->done);
+}
+
+/* Starts the read-ahead of the TCP dump of the calling thread's namespace. Failures only mean
+ * no read-ahead (the dump is then made as usual and reports its own errors). */
+static void sampler__prefetch_start(sampler__prefetch_t *pf)
+{
+    memset(pf, 0, sizeof(*pf));
+    /* Allocated whole (pages are only touched as rows arrive) rather than grown: growth in steps
+     * leaves freed blocks in the heap that count in the peak RSS. */
+    pf->buf = malloc(SAMPLER__PREFETCH_MAX);
+    if (!pf->buf)
+        return;
+    pf->cap = SAMPLER__PREFETCH_MAX;
+    if (diag_open(&pf->diag))
+        return;
+    if (diag_dump_start(pf->diag, SOCKROW_TCP, 0, DIAG_STATES_ALL) == 0 &&
+        uv_thread_create(&pf->tid, sampler__prefetch_run, pf) == 0) {
+        pf->started = 1;
+        return;
+    }
+    diag_close(pf->diag);
+    pf->diag = NULL;
+}
+
+static void sampler__prefetch_join(sampler__prefetch_t *pf)
+{
+    if (pf->started) {
+        uv_thread_join(&pf->tid);
+        pf->started = 0;
+    }
+}
+
+static void sampler__prefetch_free(sampler__prefetch_t *pf)
+{
+    sampler__prefetch_join(pf);
+    diag_close(pf->diag);
+    free(pf->buf);
+    memset(pf, 0, sizeof(*pf));
+}
+
+/*
+ * The TCP dump of both families through the read-ahead: the buffered rows, then the rest of the
+ * dump. Same contract as diag_dump with sampler__row (*n_rows: rows passed on).
+ */
+static int sampler__prefetch_finish(sampler__prefetch_t *pf, sampler__pass_t *pass,
+                                    uint32_t *n_rows)
+{
+    sockrow_t row;
+    size_t off = 0;
+    uint32_t got;
+    int rc = 0;
+
+    *n_rows = 0;
+    sampler__prefetch_join(pf);
+    while (rc == 0 && off < pf->len) {
+        sampler__unpack(pf->buf, &off, &row);
+        (*n_rows)++;
+        rc = sampler__row(pass, &row);
+    }
+    if (rc == 0)
+        rc = pf->rc;
+    while (rc == 0 && !pf->done) {
+        rc = diag_dump_read(pf->diag, sampler__row, pass, &got, &pf->done);
+        *n_rows += got;
+    }
+    /* Whatever happened, the dump is over or abandoned: release the memory now. */
+    free(pf->buf);
+    pf->buf = NULL;
+    pf->len = pf->cap = 0;
+    diag_close(pf->diag);
+    pf->diag = NULL;
+    return rc;
 }
 
 static void sampler__name(void *ud, uint32_t pid, char *buf, size_t len)
@@ -304,10 +457,10 @@ static int sampler__move_notes(Epw__Snapshot *from, Epw__Snapshot *to)
 /*
  * Samples the network namespace the calling thread is in. `pre` holds notes gathered before
  * (moved into the snapshot). `t0` is when the whole sample began (uv_hrtime), so the duration
- * includes the shared /proc scan.
+ * includes the shared /proc scan. `pf` (may be NULL): the read-ahead of this namespace's TCP dump.
  */
 static int sampler__sample_ns(sampler_t *s, const procfd_map_t *map, const char *netns, uint64_t t0,
-                              Epw__Snapshot *pre, Epw__Snapshot **out)
+                              sampler__prefetch_t *pf, Epw__Snapshot *pre, Epw__Snapshot **out)
 {
     /* TCP of both families in one pass first; {TCP, 4} and {TCP, 6} only if that is refused. */
     static const struct {
@@ -361,8 +514,11 @@ static int sampler__sample_ns(sampler_t *s, const procfd_map_t *map, const char 
         if (dumps[i].proto == SOCKROW_TCP && dumps[i].family != 0 && tcp_both)
             continue;
         /* UDP has no states of its own (7 = unconnected, 1 = connected): ask for all. */
-        rc = diag_dump(diag, dumps[i].proto, dumps[i].family, DIAG_STATES_ALL, sampler__row, &pass,
-                       &rows);
+        if (dumps[i].family == 0 && pf && pf->diag)
+            rc = sampler__prefetch_finish(pf, &pass, &rows);
+        else
+            rc = diag_dump(diag, dumps[i].proto, dumps[i].family, DIAG_STATES_ALL, sampler__row,
+                           &pass, &rows);
         EPW_DEBUG(SAMPLER__SUB, "%s/%s dump: %u rows in %.1f ms, %s",
                   dumps[i].proto == SOCKROW_TCP ? "tcp" : "udp",
                   dumps[i].family == 0   ? "any"
@@ -586,7 +742,8 @@ static int sampler__push(Epw__Snapshot ***arr, size_t *n, Epw__Snapshot *snap)
 }
 
 static int sampler__all_netns(sampler_t *s, const procfd_map_t *map, uint64_t t0,
-                              Epw__Snapshot *pre, Epw__Snapshot ***arr, size_t *n)
+                              sampler__prefetch_t *pf, Epw__Snapshot *pre, Epw__Snapshot ***arr,
+                              size_t *n)
 {
     sampler__nslist_t l;
     Epw__Snapshot *skipped = NULL; /* notes about namespaces that could not be sampled */
@@ -638,7 +795,7 @@ static int sampler__all_netns(sampler_t *s, const procfd_map_t *map, uint64_t t0
         for (k = 0; rc == 0 && k < pre->n_notes; k++)
             rc = epw_snap_add_note(pre_copy, "%s", pre->notes[k]);
         if (rc == 0)
-            rc = sampler__sample_ns(s, map, label, t0, pre_copy, &snap);
+            rc = sampler__sample_ns(s, map, label, t0, l.v[i].self ? pf : NULL, pre_copy, &snap);
         if (fd >= 0) {
             close(fd);
             /* Back home: this thread must not stay in another namespace whatever happened. */
@@ -676,6 +833,7 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     Epw__Snapshot *pre = NULL; /* notes that apply to every snapshot of this pass */
     Epw__Snapshot *snap = NULL;
     procfd_map_t *map = NULL;
+    sampler__prefetch_t pf;
     procfd_stats_t st;
     uint64_t t0 = uv_hrtime();
     size_t n = 0, i;
@@ -685,6 +843,7 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     *out = NULL;
     *n_out = 0;
     memset(&st, 0, sizeof(st));
+    memset(&pf, 0, sizeof(pf));
     pre = epw_snap_new();
     if (!pre) {
         rc = UV_ENOMEM;
@@ -692,10 +851,13 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     }
     /* Owners first, so rows are attributed as they stream past and none has to be stored. */
     if (s->opts.attribute_pids) {
+        /* Without a second core the read-ahead would only take turns with the scan. */
+        if (s->scan_threads > 1)
+            sampler__prefetch_start(&pf);
         rc = procfd_map_create(s->map_hint, &map);
         if (rc)
             goto out;
-        scan_rc = procfd_map_scan(map, "/proc", &st);
+        scan_rc = procfd_map_scan(map, "/proc", s->scan_threads, &st);
         if (scan_rc == UV_ENOMEM) {
             rc = scan_rc;
             goto out;
@@ -710,9 +872,9 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     if (rc)
         goto out;
     if (s->opts.all_netns) {
-        rc = sampler__all_netns(s, map, t0, pre, &arr, &n);
+        rc = sampler__all_netns(s, map, t0, &pf, pre, &arr, &n);
     } else {
-        rc = sampler__sample_ns(s, map, "", t0, pre, &snap);
+        rc = sampler__sample_ns(s, map, "", t0, &pf, pre, &snap);
         if (rc == 0) {
             rc = sampler__push(&arr, &n, snap);
             snap = NULL;
@@ -728,6 +890,7 @@ out:
     for (i = 0; i < n; i++)
         epw_snap_free(arr[i]);
     free(arr);
+    sampler__prefetch_free(&pf);
     procfd_map_destroy(map);
     epw_snap_free(pre);
     return rc;

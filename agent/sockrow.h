@@ -5,10 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum {
-    SOCKROW_TCP = 1,
-    SOCKROW_UDP = 2
-} sockrow_proto_t;
+typedef enum { SOCKROW_TCP = 1, SOCKROW_UDP = 2 } sockrow_proto_t;
 
 /* States, in a platform-neutral vocabulary. UDP sockets carry SOCKROW_ST_NONE. */
 typedef enum {

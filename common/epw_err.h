@@ -23,8 +23,8 @@ enum {
     EPW_E_REJECTED = -40010,    /* the collector refused this agent */
     EPW_E_USAGE = -40011,       /* bad command-line usage */
     EPW_E_TIMEOUT = -40012,
-    EPW_E_CLOSED = -40013,      /* the connection or object was closed */
-    EPW_E_AGAIN = -40014,       /* try again later (would block) */
+    EPW_E_CLOSED = -40013, /* the connection or object was closed */
+    EPW_E_AGAIN = -40014,  /* try again later (would block) */
     EPW_E_NOTFOUND = -40015,
     EPW_E_INTERNAL = -40016,
     EPW_ERR_LAST = -40000

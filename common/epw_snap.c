@@ -100,7 +100,9 @@ const char *epw_snap_family_name(Epw__Family f)
 
 const char *epw_snap_platform_name(Epw__Platform p)
 {
-    return p == EPW__PLATFORM__WINDOWS ? "windows" : p == EPW__PLATFORM__LINUX ? "linux" : "unknown";
+    return p == EPW__PLATFORM__WINDOWS ? "windows"
+           : p == EPW__PLATFORM__LINUX ? "linux"
+                                       : "unknown";
 }
 
 const char *epw_snap_range_source_name(Epw__RangeSource s)

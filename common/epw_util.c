@@ -141,8 +141,7 @@ int epw_parse_rfc3339(const char *text, int64_t *out_ms)
     } else if (*p == '+' || *p == '-') {
         int sign = *p == '-' ? -1 : 1, oh, om;
         p++;
-        if (epw__digits(&p, 2, &oh) || *p++ != ':' || epw__digits(&p, 2, &om) || oh > 23 ||
-            om > 59)
+        if (epw__digits(&p, 2, &oh) || *p++ != ':' || epw__digits(&p, 2, &om) || oh > 23 || om > 59)
             return EPW_E_PARSE;
         off = sign * (oh * 60 + om);
     } else {
@@ -150,8 +149,8 @@ int epw_parse_rfc3339(const char *text, int64_t *out_ms)
     }
     if (*p != '\0')
         return EPW_E_PARSE;
-    *out_ms = (epw__days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-               s - (int64_t)off * 60) *
+    *out_ms = (epw__days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s -
+               (int64_t)off * 60) *
                   1000 +
               frac;
     return 0;

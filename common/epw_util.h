@@ -14,7 +14,8 @@ uint64_t epw_mono_ms(void);
  * Returns 0, or UV_ENOBUFS when buf is too small (buf then holds ""). */
 int epw_format_rfc3339(int64_t ms, char *buf, size_t len);
 int epw_format_rfc3339_ms(int64_t ms, char *buf, size_t len);
-/* Parses RFC 3339 UTC ("...Z" or "+00:00"; fractional seconds allowed) into ms. 0 or EPW_E_PARSE. */
+/* Parses RFC 3339 UTC ("...Z" or "+00:00"; fractional seconds allowed) into ms. 0 or EPW_E_PARSE.
+ */
 int epw_parse_rfc3339(const char *text, int64_t *out_ms);
 
 /*

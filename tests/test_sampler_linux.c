@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -259,7 +260,7 @@ static void test_scan_fake_proc(void **state)
         assert_int_equal(symlink(links[i][0], p), 0);
     }
     assert_int_equal(procfd_map_create(0, &m), 0);
-    assert_int_equal(procfd_map_scan(m, root, &st), 0);
+    assert_int_equal(procfd_map_scan(m, root, 1, &st), 0);
     assert_int_equal(st.procs, 2); /* 789 has no fd directory: it vanished meanwhile */
     assert_int_equal(st.procs_denied, 0);
     assert_int_equal(st.sockets, 4);
@@ -270,7 +271,17 @@ static void test_scan_fake_proc(void **state)
     assert_int_equal(procfd_map_get(m, 778), 0);
     assert_int_equal(procfd_map_get(m, 901), 0);
     assert_int_equal(procfd_map_get(m, 902), 0);
-    assert_int_equal(procfd_map_scan(m, "/nonexistent-epw", &st), UV_ENOENT);
+    assert_int_equal(procfd_map_scan(m, "/nonexistent-epw", 2, &st), UV_ENOENT);
+    procfd_map_destroy(m);
+    /* Threads share the processes out: the same map (777 is held by 123 and 456: 123 wins). */
+    assert_int_equal(procfd_map_create(0, &m), 0);
+    assert_int_equal(procfd_map_scan(m, root, 4, &st), 0);
+    assert_int_equal(st.procs, 2);
+    assert_int_equal(st.sockets, 4);
+    assert_int_equal(st.inodes, 3);
+    assert_int_equal(procfd_map_get(m, 777), 123);
+    assert_int_equal(procfd_map_get(m, 779), 123);
+    assert_int_equal(procfd_map_get(m, 800), 456);
     procfd_map_destroy(m);
 
     for (i = sizeof(links) / sizeof(links[0]); i-- > 0;) {
@@ -297,7 +308,7 @@ static void test_scan_real_proc(void **state)
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, &sb), 0);
     assert_int_equal(procfd_map_create(0, &m), 0);
-    assert_int_equal(procfd_map_scan(m, "/proc", &st), 0);
+    assert_int_equal(procfd_map_scan(m, "/proc", 2, &st), 0);
     assert_true(st.procs >= 1);
     assert_int_equal(procfd_map_get(m, (uint32_t)sb.st_ino), (uint32_t)getpid());
     procfd_map_destroy(m);
@@ -333,7 +344,7 @@ static void test_scan_real_proc_big(void **state)
     far_inode = (uint32_t)sb.st_ino;
 
     assert_int_equal(procfd_map_create(0, &m), 0);
-    assert_int_equal(procfd_map_scan(m, "/proc", &st), 0);
+    assert_int_equal(procfd_map_scan(m, "/proc", 2, &st), 0);
     for (i = 0; i < NSOCK; i++)
         assert_int_equal(procfd_map_get(m, inodes[i]), (uint32_t)getpid());
     assert_int_equal(procfd_map_get(m, far_inode), (uint32_t)getpid());
@@ -341,6 +352,84 @@ static void test_scan_real_proc_big(void **state)
     for (i = 0; i < NSOCK; i++)
         close(fds[i]);
     close(FAR_FD);
+}
+
+/*
+ * The threaded scan against the single-threaded one on the real /proc, with a fd table big enough
+ * to be cut into units (dense runs read by number, a gap wider than a unit's miss budget, a far
+ * fd listed): each of our sockets is found, by us, whatever the thread count.
+ */
+static void test_scan_threads(void **state)
+{
+    enum { NSOCK = 6000, GAP_FIRST = 2500, GAP_LAST = 3300, FAR_FD = NSOCK + 2000 };
+    static uint32_t inodes[NSOCK];
+    static int fds[NSOCK];
+    static const unsigned threads[] = {1, 2, 3, PROCFD_MAX_THREADS + 5};
+    uint32_t far_inode;
+    procfd_stats_t st;
+    procfd_map_t *m;
+    struct rlimit rl;
+    struct stat sb;
+    int far, i;
+    size_t t;
+
+    (void)state;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < FAR_FD + 100) {
+        print_message("skipped: RLIMIT_NOFILE hard limit %llu too low\n",
+                      (unsigned long long)rl.rlim_max);
+        skip();
+    }
+    rl.rlim_cur = FAR_FD + 100;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    for (i = 0; i < NSOCK; i++) {
+        fds[i] = socket(AF_UNIX, SOCK_DGRAM, 0);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(fstat(fds[i], &sb), 0);
+        inodes[i] = (uint32_t)sb.st_ino;
+    }
+    /* A hole in the middle of the table, wider than a unit's miss budget. */
+    for (i = GAP_FIRST; i < GAP_LAST; i++) {
+        close(fds[i]);
+        fds[i] = -1;
+    }
+    far = socket(AF_UNIX, SOCK_DGRAM, 0);
+    assert_true(far >= 0);
+    assert_int_equal(dup2(far, FAR_FD), FAR_FD);
+    close(far);
+    assert_int_equal(fstat(FAR_FD, &sb), 0);
+    far_inode = (uint32_t)sb.st_ino;
+
+    for (t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
+        assert_int_equal(procfd_map_create(0, &m), 0);
+        assert_int_equal(procfd_map_scan(m, "/proc", threads[t], &st), 0);
+        assert_true(st.sockets >= NSOCK - (GAP_LAST - GAP_FIRST) + 1);
+        for (i = 0; i < NSOCK; i++) {
+            if (fds[i] >= 0)
+                assert_int_equal(procfd_map_get(m, inodes[i]), (uint32_t)getpid());
+        }
+        assert_int_equal(procfd_map_get(m, far_inode), (uint32_t)getpid());
+        procfd_map_destroy(m);
+    }
+    for (i = 0; i < NSOCK; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    close(FAR_FD);
+}
+
+/* The lowest PID holding an inode wins, in any insertion order (so any thread interleaving). */
+static void test_map_lowest_pid(void **state)
+{
+    procfd_map_t *m;
+
+    (void)state;
+    assert_int_equal(procfd_map_create(0, &m), 0);
+    assert_int_equal(procfd_map_put(m, 42, 900), 0);
+    assert_int_equal(procfd_map_put(m, 42, 17), 0);
+    assert_int_equal(procfd_map_put(m, 42, 300), 0);
+    assert_int_equal(procfd_map_get(m, 42), 17);
+    assert_int_equal(procfd_map_count(m), 1);
+    procfd_map_destroy(m);
 }
 
 /* ---- the netlink decoder ------------------------------------------------------------------- */
@@ -928,7 +1017,8 @@ int main(void)
         cmocka_unit_test(test_reserved_ports),     cmocka_unit_test(test_port_range),
         cmocka_unit_test(test_small_parsers),      cmocka_unit_test(test_map),
         cmocka_unit_test(test_scan_fake_proc),     cmocka_unit_test(test_scan_real_proc),
-        cmocka_unit_test(test_scan_real_proc_big), cmocka_unit_test(test_diag_parse),
+        cmocka_unit_test(test_scan_real_proc_big), cmocka_unit_test(test_scan_threads),
+        cmocka_unit_test(test_map_lowest_pid),     cmocka_unit_test(test_diag_parse),
         cmocka_unit_test(test_diag_states),        cmocka_unit_test(test_counts),
         cmocka_unit_test(test_exhaustion),         cmocka_unit_test(test_all_netns),
     };

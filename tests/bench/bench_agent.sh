@@ -15,7 +15,10 @@
 #     waits for its "ready" line, then runs each tool REPS times in turn (agent, ss -tan, ss -tanp,
 #     output to /dev/null) and takes wall-clock medians, then the agent's peak RSS from three
 #     more runs under /usr/bin/time ("Maximum resident set size", the largest of the three);
-#   - prints one table row per size: medians in ms, ratios agent/ss, and peak RSS.
+#   - prints one markdown table row per size: medians in ms, ratios agent/ss, and peak RSS,
+#     below a line naming the machine (CPU model, cores, kernel), ready for the README.
+# The machine is shared: ratios are only comparable between runs on an otherwise idle host (the
+# agent uses two threads, ss one, so load on the second core costs the agent more).
 # The /proc scan of the agent (and of ss -p) covers every process of the host, as in production.
 # Targets: at 50k connections agent <= 1/10 of `ss -tanp`, peak RSS < 8 MB.
 # Bounded: every command runs under `timeout`, holders are killed on exit.
@@ -47,8 +50,12 @@ cleanup() {
 trap cleanup EXIT
 tmp=$(mktemp -d /tmp/epwbench.XXXXXX)
 
-printf '%-7s %-8s %10s %10s %10s %9s %9s %12s\n' conns sockets agent_ms ss_tan_ms ss_tanp_ms \
-    agent/ss agent/ssp agent_rss_kb
+# The machine, for the record (a markdown paragraph, then the table).
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+echo "Machine: ${cpu:-unknown CPU}, $(nproc) cores, Linux $(uname -r); medians of $reps runs."
+echo
+echo '| connections | sockets | agent ms | ss -tan ms | ss -tanp ms | agent / ss -tan | agent / ss -tanp | agent peak RSS KB |'
+echo '|---:|---:|---:|---:|---:|---:|---:|---:|'
 for n in $sizes; do
     # A fresh namespace per size: the TIME_WAIT sockets of the previous size stay behind.
     ip netns del "$ns" 2>/dev/null || true
@@ -96,8 +103,9 @@ for _ in range(3):
 out = subprocess.run(["ss", "-tanH"], capture_output=True, text=True, check=True).stdout
 sockets = out.count("\n")
 med = {k: statistics.median(v) for k, v in times.items()}
-print(f"{n:<7d} {sockets:<8d} {med['agent']:10.1f} {med['ss_tan']:10.1f} {med['ss_tanp']:10.1f} "
-      f"{med['agent'] / med['ss_tan']:9.2f} {med['agent'] / med['ss_tanp']:9.3f} {rss:12d}")
+print(f"| {n} | {sockets} | {med['agent']:.1f} | {med['ss_tan']:.1f} | {med['ss_tanp']:.1f} | "
+      f"{med['agent'] / med['ss_tan']:.2f} | {med['agent'] / med['ss_tanp']:.3f} | {rss} |",
+      flush=True)
 PY
     kill "$holder" 2>/dev/null || true
     wait "$holder" 2>/dev/null || true
