@@ -9,6 +9,11 @@ the client side, and a UDP socket on a range port. Runs COMMAND while they exist
 JSON: the states, the listening ports and the destinations (ports in host byte order), the
 per-address rows of both families and both protocols. Wine 8.0 builds GetExtendedTcpTable and
 GetExtendedUdpTable from /proc/net, so this holds on Debian 12's Wine only.
+
+It also checks that the agent is honest about what Wine lacks: WMI's ROOT\StandardCimv2 and netsh
+(a stub with no output) cannot give the dynamic ranges, so every range says source "default" and
+a note names both failures and the assumed default; the event log cannot be subscribed to
+(EvtSubscribe fails), which a note says too.
 """
 import json
 import random
@@ -116,6 +121,22 @@ def main():
                 continue
             check(d is not None and d["connections"] == n,
                   "%s -> %s:%d: %d connection(s) (%s)" % (addr, addr, port, n, d))
+
+    # Honest sources: what Wine cannot provide is reported, not invented.
+    ranges = snap.get("ranges", [])
+    check(len(ranges) == 4 and all(r.get("source") == "default" for r in ranges),
+          "4 ranges, all with source default (%s)" % [(r.get("protocol"), r.get("family"),
+                                                       r.get("source")) for r in ranges])
+    check(all(r.get("start") == 49152 and r.get("count") == 16384 for r in ranges),
+          "ranges are the documented default 49152+16384")
+    notes = snap.get("notes", [])
+    rng = [n for n in notes if n.startswith("dynamic port range: WMI and netsh unavailable")]
+    check(len(rng) == 1 and "(WMI: " in rng[0] and "; netsh: " in rng[0]
+          and "assumed Windows default 49152-65535" in rng[0],
+          "range note explains WMI's and netsh's failures and the default (%s)" % rng)
+    check(any(n.startswith("event log unavailable: ") for n in notes),
+          "event log note present (%s)" % notes)
+    check(snap.get("events", []) == [], "no events invented")
     print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
     return 1 if failures else 0
 
