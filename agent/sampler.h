@@ -12,6 +12,9 @@ typedef struct sampler_opts_s {
     uint32_t top_destinations; /* 0: default */
     int all_netns;             /* Linux: sample every network namespace on the host */
     int attribute_pids;        /* look up owning processes (default on) */
+    int watch_events;          /* Windows: subscribe to the OS exhaustion events and persist the
+                                * event-log bookmark. Only the long-running agent sets it, so a
+                                * one-shot run never takes events the service has not reported. */
 } sampler_opts_t;
 
 typedef struct sampler_s sampler_t;

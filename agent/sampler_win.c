@@ -424,6 +424,9 @@ static void sampler__events_try(sampler_t *s)
 /* Hands the counted events to the snapshot, or says why there are none. */
 static int sampler__events(sampler_t *s, Epw__Snapshot *snap)
 {
+    if (!s->opts.watch_events)
+        return epw_snap_add_note(snap, "Tcpip events 4227, 4231 and 4266 are counted by the "
+                                       "long-running agent (service), not by a one-shot sample");
     sampler__events_try(s);
     if (!s->events)
         return epw_snap_add_note(snap,

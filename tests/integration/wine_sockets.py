@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """wine_sockets: the Windows agent under Wine sees the Linux host's loopback sockets.
 
-Usage: wine_sockets.py COMMAND... (e.g. wine epwatch-agent.exe --once --json)
+Usage: wine_sockets.py COMMAND... (e.g. wine epwatch-agent.exe --json --count 1)
 
 Holds, on 127.0.0.1 and on ::1: a listener with three connections whose client ends are bound to
 ports in the Windows dynamic range, a second listener with one connection left in TIME_WAIT on
