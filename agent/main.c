@@ -15,7 +15,11 @@
 #include "epw_table.h"
 #include "rlog.h"
 #include "sampler.h"
+#include "service.h"
 #include "uplink.h"
+#if defined(_WIN32)
+#include "policy.h"
+#endif
 
 #define AGENT_EXIT_OK      0
 #define AGENT_EXIT_FAILURE 1
@@ -71,6 +75,7 @@ static int agent_take(agent_t *a, Epw__Snapshot ***out, size_t *n_out)
             so.top_n = a->o->top_n;
             so.all_netns = a->o->all_netns;
             so.attribute_pids = a->o->attribute_pids;
+            so.watch_events = !a->o->once;
             rc = sampler_create(&so, &a->sampler);
             if (rc)
                 goto out;
@@ -251,6 +256,7 @@ typedef struct agent_loop_s {
     uv_timer_t timer;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_async_t stop; /* woken by the service manager's stop control (Windows service) */
     uv_work_t work;
     agent_t agent;
     const agent_opts_t *o;
@@ -274,6 +280,7 @@ typedef struct agent_loop_s {
 #define LOOP_H_TIMER   0x01u
 #define LOOP_H_SIGINT  0x02u
 #define LOOP_H_SIGTERM 0x04u
+#define LOOP_H_STOP    0x08u
 
 static void loop_uplink_stopped(uplink_t *u, void *ud)
 {
@@ -312,6 +319,10 @@ static void loop_stop(agent_loop_t *l)
         uv_close((uv_handle_t *)&l->sigint, NULL);
     if (l->handles & LOOP_H_SIGTERM)
         uv_close((uv_handle_t *)&l->sigterm, NULL);
+    if (l->handles & LOOP_H_STOP) {
+        service_watch_stop(NULL); /* before closing: no send may reach a closing handle */
+        uv_close((uv_handle_t *)&l->stop, NULL);
+    }
     /* A queued sample that has not started is dropped; a running one is waited for. */
     if (l->busy)
         uv_cancel((uv_req_t *)&l->work);
@@ -426,6 +437,17 @@ static void loop_signal_cb(uv_signal_t *s, int signum)
     loop_stop(l);
 }
 
+/* A service stop: the same orderly stop as SIGTERM (a running sample finishes and is spooled,
+ * the uplink drains and closes its connection). */
+static void loop_stop_cb(uv_async_t *a)
+{
+    agent_loop_t *l = a->data;
+
+    EPW_INFO("agent", "service stop requested: stopping after %llu sample(s)",
+             (unsigned long long)l->samples);
+    loop_stop(l);
+}
+
 static int loop_start_uplink(agent_loop_t *l)
 {
     const agent_conf_t *c = l->conf;
@@ -489,12 +511,17 @@ static int run_loop(const agent_opts_t *o, const agent_conf_t *conf)
         l->handles |= LOOP_H_SIGINT;
         rc = uv_signal_init(&l->loop, &l->sigterm);
     }
+    if (!rc) {
+        l->handles |= LOOP_H_SIGTERM;
+        rc = uv_async_init(&l->loop, &l->stop, loop_stop_cb);
+    }
     if (rc) {
         EPW_ERROR("agent", "cannot set up the event loop: %s", epw_strerror(rc));
         goto out;
     }
-    l->handles |= LOOP_H_SIGTERM;
-    l->timer.data = l->sigint.data = l->sigterm.data = l;
+    l->handles |= LOOP_H_STOP;
+    l->timer.data = l->sigint.data = l->sigterm.data = l->stop.data = l;
+    service_watch_stop(&l->stop);
     if (conf->collector.host) {
         rc = loop_start_uplink(l);
         if (rc)
@@ -534,8 +561,9 @@ out:
     return rc;
 }
 
-/* Prints each line of a multi-line message with the program name. */
-static void print_errors(const char *err)
+/* Prints each line of a multi-line message with the program name (to the log when running as
+ * a service: there is no stderr to read). */
+static void print_errors(const char *err, int as_service)
 {
     const char *p = err, *nl;
 
@@ -543,12 +571,15 @@ static void print_errors(const char *err)
         nl = strchr(p, '\n');
         if (!nl)
             nl = p + strlen(p);
-        fprintf(stderr, "epwatch-agent: %.*s\n", (int)(nl - p), p);
+        if (as_service)
+            EPW_ERROR("agent", "%.*s", (int)(nl - p), p);
+        else
+            fprintf(stderr, "epwatch-agent: %.*s\n", (int)(nl - p), p);
         p = *nl ? nl + 1 : nl;
     }
 }
 
-int main(int argc, char **argv)
+static int agent_main(int argc, char **argv, int as_service)
 {
     agent_conf_t conf;
     agent_opts_t o;
@@ -559,8 +590,13 @@ int main(int argc, char **argv)
     memset(&conf, 0, sizeof(conf));
     rc = agent_conf_load(argc, argv, &conf, &o, err, sizeof(err));
     if (rc == EPW_E_CONFIG) {
-        print_errors(err);
+        print_errors(err, as_service);
         exit_code = AGENT_EXIT_USAGE;
+        goto out;
+    }
+    if (rc && as_service) {
+        EPW_ERROR("agent", "%s", rc == EPW_E_USAGE ? err : epw_strerror(rc));
+        exit_code = rc == EPW_E_USAGE ? AGENT_EXIT_USAGE : AGENT_EXIT_FAILURE;
         goto out;
     }
     if (rc) {
@@ -589,9 +625,81 @@ int main(int argc, char **argv)
         goto out;
     }
     epw_log_set_level(o.log_level);
+    if (as_service) {
+        /* Nobody reads a service's stdout: samples go to the collector and the --log file. */
+        o.once = 0;
+        o.quiet = 1;
+        if (!conf.collector.host)
+            EPW_WARN("agent", "no collector configured (agent.ini or Group Policy): sampling "
+                              "without streaming");
+    }
     rc = o.once ? run_once(&o) : run_loop(&o, &conf);
     exit_code = rc ? AGENT_EXIT_FAILURE : AGENT_EXIT_OK;
 out:
     agent_conf_free(&conf);
     return exit_code;
+}
+
+/* The body of the Windows service (see service.h). */
+static int agent_service_body(int argc, char **argv)
+{
+    return agent_main(argc, argv, 1);
+}
+
+/* `epwatch-agent install [--config FILE]`, `uninstall`, `start`, `stop`. */
+static int agent_service_command(service_cmd_t cmd, int argc, char **argv)
+{
+    const char *config = NULL;
+    int rc;
+
+    if (cmd == SERVICE_CMD_INSTALL && argc == 4 && strcmp(argv[2], "--config") == 0)
+        config = argv[3];
+    else if (argc != 2) {
+        fprintf(stderr, "epwatch-agent: usage: epwatch-agent install [--config FILE] | uninstall "
+                        "| start | stop\n");
+        return AGENT_EXIT_USAGE;
+    }
+    rc = service_command(cmd, config);
+    if (rc == UV_ENOTSUP) {
+        fprintf(stderr,
+                "epwatch-agent: '%s' is not supported on this system: run the agent "
+                "under the system's service manager (e.g. a systemd unit)\n",
+                argv[1]);
+        return AGENT_EXIT_USAGE;
+    }
+    return rc ? AGENT_EXIT_FAILURE : AGENT_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    service_cmd_t cmd = argc > 1 ? service_cmd_parse(argv[1]) : SERVICE_CMD_NONE;
+    int rc, exit_code = AGENT_EXIT_OK;
+
+#if !defined(_WIN32)
+    /* A write to a connection the collector has just closed must fail with EPIPE, not kill the
+     * agent silently (seen in stream_outage: exit 141 on the collector's SIGTERM). */
+    signal(SIGPIPE, SIG_IGN);
+#endif
+    if (cmd != SERVICE_CMD_NONE)
+        return agent_service_command(cmd, argc, argv);
+#if defined(_WIN32)
+    if (argc == 2 && strcmp(argv[1], "--list-policies") == 0) {
+        const policy_def_t *d;
+
+        /* The registry values read from HKLM\Software\Policies\epwatch\Agent (tests compare
+         * this with the ADMX template). */
+        for (d = policy_table(); d->value_name; d++)
+            printf("%s %s %s\n", d->value_name, d->type == POLICY_T_DWORD ? "REG_DWORD" : "REG_SZ",
+                   d->conf_key);
+        return AGENT_EXIT_OK;
+    }
+#endif
+    /* Started by the service manager: it runs the body on its own thread. From a console (or on
+     * systems without one) this returns EPW_E_UNAVAILABLE at once: run in the foreground. */
+    rc = service_dispatch(agent_service_body, argc, argv, &exit_code);
+    if (rc == 0)
+        return exit_code;
+    if (rc != EPW_E_UNAVAILABLE)
+        EPW_DEBUG("agent", "service dispatcher: %s; running in the foreground", epw_strerror(rc));
+    return agent_main(argc, argv, 0);
 }
