@@ -1,0 +1,284 @@
+/* bench_sqlite_baseline: the bare SQLite insert loop the collector's durable ingest rate is
+ * compared with. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "fleet_snap.h"
+#include "store.h"
+
+/*
+ * What the collector's writer thread does per snapshot, without anything around it: the same
+ * schema (copied from collector/store_sqlite.c, version 1), the same two statements per snapshot
+ * (INSERT ... ON CONFLICT DO NOTHING into snapshots, then the hosts upsert of last_seen/last_seq),
+ * the same batch size per transaction, WAL and synchronous=FULL (or NORMAL with --relaxed). The
+ * rows are the fleet simulator's snapshots (tests/bench/fleet_snap.c) for --hosts hosts, seq
+ * advancing round-robin like a fleet streaming at once; their summary columns come from
+ * store_summarize(), computed before the clock starts. With --decode the loop also unpacks each
+ * snapshot and summarizes it, as the collector's writer does.
+ *
+ * No network, no queue, no thread hand-off: the ratio of the collector's acknowledged rate to this
+ * rate is what the rest of the collector costs.
+ */
+
+#define POOL 4096u
+
+static const char *const ddl =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '1');"
+    "CREATE TABLE hosts ("
+    " identity TEXT PRIMARY KEY,"
+    " first_seen INTEGER NOT NULL,"
+    " last_seen INTEGER NOT NULL,"
+    " agent_version TEXT,"
+    " os TEXT,"
+    " platform TEXT,"
+    " interval_ms INTEGER,"
+    " last_seq INTEGER NOT NULL DEFAULT 0,"
+    " gaps INTEGER NOT NULL DEFAULT 0,"
+    " dropped INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE snapshots ("
+    " id INTEGER PRIMARY KEY,"
+    " host TEXT NOT NULL,"
+    " netns TEXT NOT NULL DEFAULT '',"
+    " seq INTEGER NOT NULL,"
+    " taken_at INTEGER NOT NULL,"
+    " received_at INTEGER NOT NULL,"
+    " pressure_pct REAL NOT NULL,"
+    " pressure_source TEXT NOT NULL,"
+    " tcp_in_use INTEGER, tcp_max INTEGER, udp_in_use INTEGER, udp_max INTEGER,"
+    " exclusive_ports INTEGER NOT NULL,"
+    " kernel_ports INTEGER NOT NULL,"
+    " total_sockets INTEGER NOT NULL,"
+    " worst_dest TEXT, worst_dest_conns INTEGER,"
+    " top_pid INTEGER, top_name TEXT, top_ports INTEGER,"
+    " port_starved INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " UNIQUE (host, netns, seq));"
+    "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at);"
+    "CREATE INDEX snapshots_time ON snapshots(taken_at);"
+    "CREATE TABLE gaps ("
+    " host TEXT NOT NULL,"
+    " after_seq INTEGER NOT NULL,"
+    " dropped INTEGER NOT NULL,"
+    " recorded_at INTEGER NOT NULL,"
+    " PRIMARY KEY (host, after_seq));";
+
+static const char *const q_insert =
+    "INSERT INTO snapshots(host, netns, seq, taken_at, received_at, pressure_pct,"
+    " pressure_source, tcp_in_use, tcp_max, udp_in_use, udp_max, exclusive_ports,"
+    " kernel_ports, total_sockets, worst_dest, worst_dest_conns, top_pid, top_name,"
+    " top_ports, port_starved, data)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+    " ?18, ?19, ?20, ?21)"
+    " ON CONFLICT(host, netns, seq) DO NOTHING";
+static const char *const q_touch = "INSERT INTO hosts(identity, first_seen, last_seen, last_seq)"
+                                   " VALUES(?1, ?2, ?2, ?3)"
+                                   " ON CONFLICT(identity) DO UPDATE SET"
+                                   " last_seen = max(last_seen, excluded.last_seen),"
+                                   " last_seq = max(last_seq, excluded.last_seq)";
+static const char *const q_hello =
+    "INSERT INTO hosts(identity, first_seen, last_seen, agent_version, os, platform,"
+    " interval_ms) VALUES(?1, ?2, ?2, 'fleetsim', 'Linux', 'linux', 1000)";
+
+typedef struct row_s {
+    uint8_t *data;
+    size_t len;
+    Epw__Snapshot *snap; /* unpacked, owns the strings the summary points to */
+    store_summary_t sum;
+} row_t;
+
+static int check(sqlite3 *db, int rc, const char *what)
+{
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return 0;
+    fprintf(stderr, "bench_sqlite_baseline: %s: %s\n", what, sqlite3_errmsg(db));
+    exit(1);
+}
+
+static void bind_opt(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v < 0)
+        sqlite3_bind_null(s, i);
+    else
+        sqlite3_bind_int64(s, i, v);
+}
+
+static void insert_row(sqlite3 *db, sqlite3_stmt *ins, sqlite3_stmt *touch, const char *host,
+                       uint64_t seq, int64_t now, const store_summary_t *sum, const uint8_t *data,
+                       size_t len)
+{
+    sqlite3_bind_text(ins, 1, host, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, sum->netns, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, (sqlite3_int64)seq);
+    sqlite3_bind_int64(ins, 4, now);
+    sqlite3_bind_int64(ins, 5, now);
+    sqlite3_bind_double(ins, 6, sum->pressure_pct);
+    sqlite3_bind_text(ins, 7, sum->pressure_source, -1, SQLITE_STATIC);
+    bind_opt(ins, 8, sum->tcp_in_use);
+    bind_opt(ins, 9, sum->tcp_max);
+    bind_opt(ins, 10, sum->udp_in_use);
+    bind_opt(ins, 11, sum->udp_max);
+    sqlite3_bind_int64(ins, 12, sum->exclusive_ports);
+    sqlite3_bind_int64(ins, 13, sum->kernel_ports);
+    sqlite3_bind_int64(ins, 14, sum->total_sockets);
+    if (sum->worst_dest_conns >= 0)
+        sqlite3_bind_text(ins, 15, sum->worst_dest, -1, SQLITE_STATIC);
+    bind_opt(ins, 16, sum->worst_dest_conns);
+    bind_opt(ins, 17, sum->top_pid);
+    if (sum->top_pid >= 0)
+        sqlite3_bind_text(ins, 18, sum->top_name, -1, SQLITE_STATIC);
+    bind_opt(ins, 19, sum->top_ports);
+    sqlite3_bind_int(ins, 20, sum->port_starved);
+    sqlite3_bind_blob64(ins, 21, data, len, SQLITE_STATIC);
+    check(db, sqlite3_step(ins), "insert snapshot");
+    sqlite3_reset(ins);
+    sqlite3_clear_bindings(ins);
+    if (sqlite3_changes(db) == 0)
+        return;
+    sqlite3_bind_text(touch, 1, host, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(touch, 2, now);
+    sqlite3_bind_int64(touch, 3, (sqlite3_int64)seq);
+    check(db, sqlite3_step(touch), "touch host");
+    sqlite3_reset(touch);
+    sqlite3_clear_bindings(touch);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    unsigned long rows = 200000, hosts = 1000, batch = 512;
+    int relaxed = 0, json = 0, decode = 0, i;
+    static fleet_snap_scratch_t scratch;
+    row_t *pool;
+    sqlite3 *db;
+    sqlite3_stmt *ins, *touch, *hello, *begin, *commit;
+    char name[64];
+    uint64_t t0, t1;
+    unsigned long r, h;
+    double secs, bytes = 0;
+
+    for (i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (strcmp(argv[i], "--db") == 0)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--rows") == 0)
+            rows = strtoul(v, NULL, 10), i++;
+        else if (strcmp(argv[i], "--hosts") == 0)
+            hosts = strtoul(v, NULL, 10), i++;
+        else if (strcmp(argv[i], "--batch") == 0)
+            batch = strtoul(v, NULL, 10), i++;
+        else if (strcmp(argv[i], "--relaxed") == 0)
+            relaxed = 1;
+        else if (strcmp(argv[i], "--decode") == 0)
+            decode = 1;
+        else if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else {
+            fprintf(stderr, "usage: bench_sqlite_baseline --db NEWFILE [--rows N] [--hosts H] "
+                            "[--batch B] [--relaxed] [--decode] [--json]\n");
+            return 2;
+        }
+    }
+    if (path == NULL || rows == 0 || hosts == 0 || batch == 0) {
+        fprintf(stderr, "bench_sqlite_baseline: --db is required (a new file)\n");
+        return 2;
+    }
+    unlink(path);
+
+    /* The rows, encoded and summarized before the clock starts. */
+    pool = calloc(POOL, sizeof(*pool));
+    if (pool == NULL)
+        return 1;
+    for (r = 0; r < POOL; r++) {
+        Epw__Snapshot *s;
+        snprintf(name, sizeof(name), "fleet-%05lu", r % hosts);
+        s = fleet_snap_build(&scratch, (uint32_t)(r % hosts), name, r / hosts + 1,
+                             (int64_t)1700000000000 + (int64_t)r, 0);
+        pool[r].len = epw__snapshot__get_packed_size(s);
+        pool[r].data = malloc(pool[r].len);
+        if (pool[r].data == NULL)
+            return 1;
+        epw__snapshot__pack(s, pool[r].data);
+        pool[r].snap = epw__snapshot__unpack(NULL, pool[r].len, pool[r].data);
+        if (pool[r].snap == NULL)
+            return 1;
+        store_summarize(pool[r].snap, &pool[r].sum);
+    }
+
+    check(NULL, sqlite3_open(path, &db), "open");
+    check(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), "wal");
+    check(db,
+          sqlite3_exec(db, relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
+                       NULL, NULL),
+          "synchronous");
+    check(db, sqlite3_exec(db, ddl, NULL, NULL, NULL), "schema");
+    check(db, sqlite3_prepare_v2(db, q_insert, -1, &ins, NULL), "prepare");
+    check(db, sqlite3_prepare_v2(db, q_touch, -1, &touch, NULL), "prepare");
+    check(db, sqlite3_prepare_v2(db, q_hello, -1, &hello, NULL), "prepare");
+    check(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL), "prepare");
+    check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL), "prepare");
+    /* The hosts said Hello before streaming. */
+    check(db, sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), "begin");
+    for (h = 0; h < hosts; h++) {
+        snprintf(name, sizeof(name), "fleet-%05lu", h);
+        sqlite3_bind_text(hello, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(hello, 2, 1700000000000);
+        check(db, sqlite3_step(hello), "hello");
+        sqlite3_reset(hello);
+    }
+    check(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), "commit");
+
+    t0 = uv_hrtime();
+    for (r = 0; r < rows;) {
+        unsigned long b;
+        check(db, sqlite3_step(begin), "begin");
+        sqlite3_reset(begin);
+        for (b = 0; b < batch && r < rows; b++, r++) {
+            const row_t *row = &pool[r % POOL];
+            int64_t now = (int64_t)1700000000000 + (int64_t)r;
+            snprintf(name, sizeof(name), "fleet-%05lu", r % hosts);
+            if (decode) {
+                Epw__Snapshot *s = epw__snapshot__unpack(NULL, row->len, row->data);
+                store_summary_t sum;
+                store_summarize(s, &sum);
+                insert_row(db, ins, touch, name, r / hosts + 1, now, &sum, row->data, row->len);
+                epw__snapshot__free_unpacked(s, NULL);
+            } else {
+                insert_row(db, ins, touch, name, r / hosts + 1, now, &row->sum, row->data,
+                           row->len);
+            }
+            bytes += (double)row->len;
+        }
+        check(db, sqlite3_step(commit), "commit");
+        sqlite3_reset(commit);
+    }
+    t1 = uv_hrtime();
+    secs = (double)(t1 - t0) / 1e9;
+    if (json)
+        printf("{\"rows\":%lu,\"hosts\":%lu,\"batch\":%lu,\"synchronous\":\"%s\",\"decode\":%s,"
+               "\"seconds\":%.3f,\"rows_per_s\":%.1f,\"mean_bytes\":%.0f}\n",
+               rows, hosts, batch, relaxed ? "NORMAL" : "FULL", decode ? "true" : "false", secs,
+               (double)rows / secs, bytes / (double)rows);
+    else
+        printf("bench_sqlite_baseline: %lu rows (%lu hosts, batch %lu, WAL, synchronous=%s%s) in "
+               "%.2f s: %.0f rows/s, mean blob %.0f bytes\n",
+               rows, hosts, batch, relaxed ? "NORMAL" : "FULL", decode ? ", decode" : "", secs,
+               (double)rows / secs, bytes / (double)rows);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(touch);
+    sqlite3_finalize(hello);
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    sqlite3_close(db);
+    for (r = 0; r < POOL; r++) {
+        free(pool[r].data);
+        epw__snapshot__free_unpacked(pool[r].snap, NULL);
+    }
+    free(pool);
+    return 0;
+}
