@@ -676,11 +676,17 @@ static void up__schedule(uplink_t *u, uint64_t delay)
     uv_timer_start(&u->reconnect_timer, up__reconnect_cb, delay, 0);
 }
 
-/* Connecting failed for lack of local ports (the condition this host is watched for). With a
- * bind address, a synchronous EADDRNOTAVAIL is that address not being local, not starvation. */
+/*
+ * Connecting failed for lack of local ports (the condition this host is watched for):
+ * - connect() picking a port: EADDRNOTAVAIL (Windows: WSAENOBUFS, UV_ENOBUFS);
+ * - with a bind address epw_conn binds port 0 first; Linux reports an exhausted range there as
+ *   EADDRINUSE (libuv hands it over at connect time), which for port 0 cannot mean anything
+ *   else. A synchronous EADDRNOTAVAIL is then that address not being local, not starvation.
+ */
 static void up__note_starved(uplink_t *u, int status, int sync)
 {
-    if (status != UV_EADDRNOTAVAIL && status != UV_ENOBUFS)
+    if (status != UV_EADDRNOTAVAIL && status != UV_ENOBUFS &&
+        !(u->bind_addr && status == UV_EADDRINUSE))
         return;
     if (sync && u->bind_addr && status == UV_EADDRNOTAVAIL)
         return;

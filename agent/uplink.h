@@ -25,7 +25,8 @@
  *   same entry therefore carries the same value on every resend and across restarts.
  * - spooled is the spool's entry count when the entry is read for sending (informative).
  * - port_starved is set at submit time when the latest connection attempt failed for lack of
- *   local ports (UV_EADDRNOTAVAIL; UV_ENOBUFS = WSAENOBUFS on Windows); such snapshots are
+ *   local ports (UV_EADDRNOTAVAIL; UV_ENOBUFS = WSAENOBUFS on Windows; with bind_addr also
+ *   UV_EADDRINUSE, binding port 0 of an exhausted range on Linux); such snapshots are
  *   spooled and delivered once a connection works again.
  *
  * The connection: one long-lived TLS connection (a port-starved host cannot open new ones, so

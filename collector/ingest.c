@@ -13,6 +13,7 @@
 
 #define SUB              "ingest"
 #define DEFAULT_MAX_CONN 20000u
+#define DEFAULT_HELLO_MS 10000u /* epw_conn's default handshake timeout */
 #define SLOT_NONE        UINT32_MAX
 #define GEN_MASK         0x7fffffffu
 
@@ -80,6 +81,11 @@ const char *ingest_reject_name(int reason)
 const char *ingest_fail_name(ingest_fail_t f)
 {
     return (int)f >= 0 && f < INGEST_FAIL_COUNT ? fail_names[f] : "unknown";
+}
+
+const char *ingest_reason_name(int reason)
+{
+    return reason == INGEST_REASON_HELLO_TIMEOUT ? "hello_timeout" : epw_tls_fail_name(reason);
 }
 
 /* ---- connection table ---------------------------------------------------------------------- */
@@ -575,10 +581,17 @@ static void on_close(epw_conn_t *c, int status, void *ud)
     ingest_t *ig = ic->ig;
 
     (void)c;
-    if (status == EPW_E_PROTO || status == EPW_E_TOOBIG)
+    if (status == EPW_E_PROTO || status == EPW_E_TOOBIG) {
         ig->st.fails[INGEST_FAIL_PROTO]++;
-    else if (status == EPW_E_TIMEOUT)
+    } else if (status == EPW_E_TIMEOUT && ic->state == IC_AWAIT_HELLO) {
+        /* epw_conn's first_timeout_ms: TLS done, but no Hello (nor anything else) came. */
+        ig->st.fails[INGEST_FAIL_PROTO]++;
+        ig->st.fail_reasons[INGEST_REASON_HELLO_TIMEOUT]++;
+        EPW_INFO(SUB, "%s (%s): no Hello in time, closed", epw_conn_peer_addr(c),
+                 epw_conn_peer_cn(c));
+    } else if (status == EPW_E_TIMEOUT) {
         ig->st.idle_closed++;
+    }
     if (ic->identity != NULL && ic->hashed)
         EPW_INFO(SUB, "agent %s disconnected: %s", ic->identity, epw_strerror(status));
     else
@@ -617,6 +630,7 @@ static void on_conn(epw_listener_t *l, epw_conn_t *c, void *ud)
     if (epw_conn_peer_is_operator(c)) {
         /* The TLS config should refuse these already (EPW_TLS_PEER_AGENT); never ingest them. */
         ig->st.fails[INGEST_FAIL_TLS_VERIFY]++;
+        ig->st.fail_reasons[EPW_TLS_FAIL_WRONG_ROLE]++;
         EPW_WARN(SUB, "%s: operator certificate CN=%s on the agent port", epw_conn_peer_addr(c),
                  epw_conn_peer_cn(c));
         epw_conn_close(c, EPW_E_TLS_VERIFY);
@@ -644,9 +658,9 @@ static void on_conn(epw_listener_t *l, epw_conn_t *c, void *ud)
 static void on_fail(epw_listener_t *l, int status, const char *peer_addr, void *ud)
 {
     ingest_t *ig = ud;
+    epw_tls_fail_t reason = epw_listener_fail_reason(l);
     ingest_fail_t f;
 
-    (void)l;
     switch (status) {
     case EPW_E_TLS_VERIFY:
         f = INGEST_FAIL_TLS_VERIFY;
@@ -666,9 +680,11 @@ static void on_fail(epw_listener_t *l, int status, const char *peer_addr, void *
         break;
     }
     ig->st.fails[f]++;
+    ig->st.fail_reasons[(int)reason >= 0 && reason < EPW_TLS_FAIL_COUNT ? reason
+                                                                        : EPW_TLS_FAIL_OTHER]++;
     /* The TLS layer logs the details; a scan or a broken agent must not flood the log. */
     epw_complain(&ig->fail_complaint, EPW_LOG_INFO, SUB, "%s: handshake failed (%s): %s", peer_addr,
-                 fail_names[f], epw_strerror(status));
+                 epw_tls_fail_name(reason), epw_strerror(status));
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -726,6 +742,11 @@ int ingest_start(uv_loop_t *loop, const ingest_opts_t *opts, ingest_t **out)
     lo.backlog = opts->backlog > 0 ? opts->backlog : 511;
     lo.conn.handshake_timeout_ms = opts->handshake_ms;
     lo.conn.idle_timeout_ms = opts->idle_ms;
+    /* Without it a client that completes TLS and stays silent holds a connection (and, before
+     * its Hello, an unbounded share of the 2 * max_connections + 64 allowance) until idle_ms. */
+    lo.conn.first_timeout_ms = opts->hello_ms       ? opts->hello_ms
+                               : opts->handshake_ms ? opts->handshake_ms
+                                                    : DEFAULT_HELLO_MS;
     lo.conn.max_frame = opts->max_frame;
     lo.on_conn = on_conn;
     lo.on_fail = on_fail;

@@ -50,6 +50,7 @@ typedef struct ingest_opts_s {
     size_t max_connections; /* identified agents at once; 0: 20000 */
     uint64_t handshake_ms;  /* 0: epw_conn's default (10 s) */
     uint64_t idle_ms;       /* 0: no idle timeout */
+    uint64_t hello_ms;      /* Hello due this long after the handshake; 0: as handshake_ms */
     size_t max_frame;       /* 0: EPW_FRAME_MAX_DEFAULT */
     int backlog;            /* 0: epw_conn's default */
 } ingest_opts_t;
@@ -60,12 +61,21 @@ typedef enum {
         0,               /* certificate refused: none, unknown CA, expired, wrong kind, denied */
     INGEST_FAIL_TLS = 1, /* not TLS or broken TLS: plaintext, garbage */
     INGEST_FAIL_TIMEOUT = 2, /* TLS handshake not finished within handshake_ms */
-    INGEST_FAIL_PROTO = 3,   /* after TLS: bad or oversize frame, undecodable message, no Hello */
+    INGEST_FAIL_PROTO = 3,   /* after TLS: bad or oversize frame, undecodable message, no Hello
+                                (a snapshot first, or nothing within hello_ms) */
     INGEST_FAIL_OTHER = 4,   /* peer went away during the handshake, socket errors */
     INGEST_FAIL_COUNT
 } ingest_fail_t;
 
 #define INGEST_REJECT_COUNT 8 /* RejectReason values 0..7, indexed by EPW__REJECT_REASON__* */
+
+/*
+ * Connections refused before a Hello, by precise reason (the metric label): the epw_tls_fail_t
+ * values (no_cert, untrusted, expired, not_yet_valid, revoked, wrong_role, protocol, timeout,
+ * aborted, ...), then ingest's own. Each refused connection counts under exactly one reason.
+ */
+#define INGEST_REASON_HELLO_TIMEOUT EPW_TLS_FAIL_COUNT /* TLS done, no Hello within hello_ms */
+#define INGEST_REASON_COUNT         (EPW_TLS_FAIL_COUNT + 1)
 
 typedef struct ingest_stats_s {
     size_t connections;    /* open connections after TLS (identified or not) */
@@ -83,7 +93,8 @@ typedef struct ingest_stats_s {
     uint64_t idle_closed;  /* connections closed by the idle timeout */
     uint64_t rejects[INGEST_REJECT_COUNT]; /* HelloAck rejects by RejectReason */
     uint64_t fails[INGEST_FAIL_COUNT];
-    size_t queue_depth; /* store_get_stats().queue_depth (0 once stopped) */
+    uint64_t fail_reasons[INGEST_REASON_COUNT]; /* see INGEST_REASON_COUNT */
+    size_t queue_depth;                         /* store_get_stats().queue_depth (0 once stopped) */
 } ingest_stats_t;
 
 /* Binds and starts accepting. Returns 0, UV_EINVAL, UV_ENOMEM or a bind/listen error (then *out
@@ -110,6 +121,8 @@ void ingest_get_stats(const ingest_t *ig, ingest_stats_t *out);
 /* Static name of a RejectReason or ingest_fail_t value, for logs and metrics. */
 const char *ingest_reject_name(int reason);
 const char *ingest_fail_name(ingest_fail_t f);
+/* Static name of a fail_reasons index ("expired", "hello_timeout", ...). */
+const char *ingest_reason_name(int reason);
 
 /* Stops accepting and reading (idempotent). The store is not touched afterwards (no submit, no
  * stats), so it may be closed; results keep being accepted through ingest_store_done(). */

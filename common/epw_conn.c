@@ -48,6 +48,8 @@ struct epw_conn_s {
     size_t held_off; /* plaintext in pbuf not yet fed to the frame decoder (paused) */
     size_t held_len;
     uint64_t last_rx;
+    uint64_t open_at; /* handshake done (restarted while paused), for first_timeout_ms */
+    int got_first;    /* an Envelope (raw mode: data) was delivered */
     uint8_t rbuf[IO_CHUNK];
     uint8_t pbuf[IO_CHUNK];
 };
@@ -60,6 +62,7 @@ struct epw_listener_s {
     epw_conn_t *pending;
     size_t npending;
     uint64_t failures;
+    epw_tls_fail_t fail_reason; /* of the failure on_fail is reporting; NONE outside it */
     uint16_t port;
     int closing;
     int handle_closed;
@@ -255,6 +258,24 @@ void epw_conn_close(epw_conn_t *c, int reason)
     conn_close(c, reason);
 }
 
+/* Once open: the timer serves the first-message and the idle timeouts, whichever is due
+ * first. */
+static void arm_open_timer(epw_conn_t *c, uint64_t now)
+{
+    uint64_t due = 0, d;
+
+    if (!c->got_first && c->opts.first_timeout_ms > 0)
+        due = c->open_at + c->opts.first_timeout_ms;
+    if (c->opts.idle_timeout_ms > 0) {
+        d = c->last_rx + c->opts.idle_timeout_ms;
+        if (due == 0 || d < due)
+            due = d;
+    }
+    if (due == 0)
+        return;
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     epw_conn_t *c = t->data;
@@ -271,15 +292,22 @@ static void on_timer(uv_timer_t *t)
     }
     now = uv_now(c->loop);
     if (c->paused)
-        c->last_rx = now; /* we chose not to read: the peer is not idle */
+        c->last_rx = c->open_at = now; /* we chose not to read: the peer is not late */
+    if (!c->got_first && c->opts.first_timeout_ms > 0 &&
+        now - c->open_at >= c->opts.first_timeout_ms) {
+        EPW_INFO(SUB, "%s (%s): nothing received %llu ms after the handshake, closing",
+                 c->peer_addr, epw_tls_peer_cn(c->tls), (unsigned long long)(now - c->open_at));
+        conn_close(c, EPW_E_TIMEOUT);
+        return;
+    }
     idle = now - c->last_rx;
-    if (idle >= c->opts.idle_timeout_ms) {
+    if (c->opts.idle_timeout_ms > 0 && idle >= c->opts.idle_timeout_ms) {
         EPW_INFO(SUB, "%s (%s): idle for %llu ms, closing", c->peer_addr, epw_tls_peer_cn(c->tls),
                  (unsigned long long)idle);
         conn_close(c, EPW_E_TIMEOUT);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, c->opts.idle_timeout_ms - idle, 0);
+    arm_open_timer(c, now);
 }
 
 /* ---- input ---------------------------------------------------------------------------------- */
@@ -303,6 +331,7 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
         }
         if (c->cbs.on_data != NULL) {
             /* Raw mode: the callee parses the bytes itself and takes them all. */
+            c->got_first = 1;
             c->cbs.on_data(c, data, n, c->cbs.ud);
             return;
         }
@@ -324,6 +353,7 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
             conn_close(c, rc);
             return;
         }
+        c->got_first = 1;
         if (c->cbs.on_envelope != NULL)
             c->cbs.on_envelope(c, env, c->cbs.ud);
         else
@@ -346,9 +376,12 @@ static void process(epw_conn_t *c)
             return;
         }
         c->state = ST_OPEN;
+        /* The handshake's public-key work may have taken a while since the loop last read the
+         * clock: the peer's time to speak starts now, not then. */
+        uv_update_time(c->loop);
+        c->open_at = c->last_rx = uv_now(c->loop);
         uv_timer_stop(&c->timer);
-        if (c->opts.idle_timeout_ms > 0)
-            uv_timer_start(&c->timer, on_timer, c->opts.idle_timeout_ms, 0);
+        arm_open_timer(c, c->open_at);
         if (c->listener != NULL)
             handed_over(c);
         else if (c->cbs.on_ready != NULL)
@@ -745,17 +778,43 @@ static void handed_over(epw_conn_t *c)
     }
 }
 
+/* Why a connection failed before handover: the engine knows the TLS reasons, we know the
+ * clock and the socket. */
+static epw_tls_fail_t conn_fail_reason(const epw_conn_t *c, int status)
+{
+    epw_tls_fail_t r;
+
+    switch (status) {
+    case EPW_E_TIMEOUT:
+        return EPW_TLS_FAIL_TIMEOUT;
+    case EPW_E_TLS:
+    case EPW_E_TLS_VERIFY:
+        r = epw_tls_fail_reason(c->tls);
+        return r != EPW_TLS_FAIL_NONE ? r : EPW_TLS_FAIL_PROTOCOL;
+    case UV_ENOMEM:
+    case EPW_E_INTERNAL:
+        return EPW_TLS_FAIL_OTHER;
+    default:
+        return EPW_TLS_FAIL_ABORTED; /* UV_EOF, resets and other socket errors */
+    }
+}
+
 static void listener_conn_gone(epw_listener_t *l, epw_conn_t *c, int status)
 {
     char addr[sizeof(c->peer_addr)];
+    epw_tls_fail_t reason = conn_fail_reason(c, status);
 
     memcpy(addr, c->peer_addr, sizeof(addr));
     list_remove(l, c);
     if (!l->closing) {
         l->failures++;
-        EPW_DEBUG(SUB, "%s: dropped before handover: %s", addr, epw_strerror(status));
-        if (l->opts.on_fail != NULL)
+        EPW_DEBUG(SUB, "%s: dropped before handover (%s): %s", addr, epw_tls_fail_name(reason),
+                  epw_strerror(status));
+        if (l->opts.on_fail != NULL) {
+            l->fail_reason = reason;
             l->opts.on_fail(l, status, addr, l->opts.ud);
+            l->fail_reason = EPW_TLS_FAIL_NONE;
+        }
     }
     listener_maybe_finish(l);
 }
@@ -873,6 +932,11 @@ size_t epw_listener_pending(const epw_listener_t *l)
 uint64_t epw_listener_failures(const epw_listener_t *l)
 {
     return l->failures;
+}
+
+epw_tls_fail_t epw_listener_fail_reason(const epw_listener_t *l)
+{
+    return l->fail_reason;
 }
 
 void epw_listener_close(epw_listener_t *l, epw_listener_close_cb cb, void *ud)

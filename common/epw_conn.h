@@ -59,9 +59,13 @@ typedef struct epw_conn_cbs_s {
 typedef struct epw_conn_opts_s {
     uint64_t handshake_timeout_ms; /* 0: 10 s. Client: from connect start (covers DNS + TCP). */
     uint64_t idle_timeout_ms;      /* 0: none. Closes when nothing was received for this long. */
-    size_t max_frame;              /* 0: EPW_FRAME_MAX_DEFAULT (checked before allocating) */
-    size_t high_water;             /* 0: 1 MiB of unsent bytes makes epw_conn_writable() 0 */
-    uint64_t linger_ms;            /* 0: 2 s to flush queued data on close before dropping it */
+    /* 0: none. Closes (EPW_E_TIMEOUT) unless a whole Envelope (raw mode: any data) arrived
+     * within this long after the handshake: a server waiting for the peer's Hello. Like the idle
+     * timeout it restarts while reading is paused. */
+    uint64_t first_timeout_ms;
+    size_t max_frame;   /* 0: EPW_FRAME_MAX_DEFAULT (checked before allocating) */
+    size_t high_water;  /* 0: 1 MiB of unsent bytes makes epw_conn_writable() 0 */
+    uint64_t linger_ms; /* 0: 2 s to flush queued data on close before dropping it */
 } epw_conn_opts_t;
 
 /*
@@ -141,7 +145,8 @@ uv_loop_t *epw_conn_loop(const epw_conn_t *c);
  * the listener.
  */
 typedef void (*epw_listener_conn_cb)(epw_listener_t *l, epw_conn_t *c, void *ud);
-/* Optional: a connection failed before it was handed over (status as for on_close). */
+/* Optional: a connection failed before it was handed over (status as for on_close; the reason
+ * as an epw_tls_fail_t comes from epw_listener_fail_reason() during the call). */
 typedef void (*epw_listener_fail_cb)(epw_listener_t *l, int status, const char *peer_addr,
                                      void *ud);
 typedef void (*epw_listener_close_cb)(epw_listener_t *l, void *ud);
@@ -165,6 +170,10 @@ uint16_t epw_listener_port(const epw_listener_t *l);
 /* Connections accepted but not yet handed over, and handshake failures so far. */
 size_t epw_listener_pending(const epw_listener_t *l);
 uint64_t epw_listener_failures(const epw_listener_t *l);
+/* Only during on_fail: why that connection failed (EPW_TLS_FAIL_NO_CERT ... from the engine,
+ * EPW_TLS_FAIL_TIMEOUT for the handshake timeout, EPW_TLS_FAIL_ABORTED when the peer closed or
+ * the socket failed first, EPW_TLS_FAIL_OTHER for local errors). EPW_TLS_FAIL_NONE otherwise. */
+epw_tls_fail_t epw_listener_fail_reason(const epw_listener_t *l);
 /*
  * Stops listening and closes connections not yet handed over (connections already handed over
  * are not touched). cb (may be NULL) runs once everything is released; the listener is freed

@@ -101,7 +101,13 @@ struct epw_tls_s {
     char ou[NAME_MAX_TX];
     int is_operator;
     char refusal[2 * NAME_MAX_TX + 64]; /* why our own checks refused the peer, for the log */
+    epw_tls_fail_t own_reason;          /* the reason matching `refusal` */
+    epw_tls_fail_t reason;              /* set when the handshake failed */
 };
+
+static const char *const fail_names[EPW_TLS_FAIL_COUNT] = {
+    "none",          "no_cert",    "untrusted", "expired", "not_yet_valid", "revoked", "wrong_role",
+    "name_mismatch", "peer_alert", "protocol",  "timeout", "aborted",       "other"};
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -215,6 +221,7 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
         return 0;
     t->cn[0] = t->ou[0] = '\0';
     t->is_operator = 0;
+    t->own_reason = EPW_TLS_FAIL_NONE;
     for (n = &crt->subject; n != NULL; n = n->next) {
         if (n->oid.p == NULL)
             continue;
@@ -233,10 +240,12 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
 
     if (cns != 1 || t->cn[0] == '\0') {
         snprintf(t->refusal, sizeof(t->refusal), "certificate must carry exactly one CN");
+        t->own_reason = EPW_TLS_FAIL_UNTRUSTED;
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     } else if (cfg->role == EPW_TLS_SERVER && cfg->accept == EPW_TLS_PEER_AGENT && t->is_operator) {
         snprintf(t->refusal, sizeof(t->refusal), "operator certificate CN=%s on the agent port",
                  t->cn);
+        t->own_reason = EPW_TLS_FAIL_WRONG_ROLE;
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     } else if (cfg->role == EPW_TLS_SERVER &&
                (cfg->accept == EPW_TLS_PEER_OPERATOR ||
@@ -244,9 +253,11 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
                !t->is_operator) {
         snprintf(t->refusal, sizeof(t->refusal), "CN=%s is not an operator certificate (OU=%s)",
                  t->cn, t->ou);
+        t->own_reason = EPW_TLS_FAIL_WRONG_ROLE;
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     } else if (cfg->deny != NULL && cfg->deny(cfg->deny_ud, t->cn)) {
         snprintf(t->refusal, sizeof(t->refusal), "CN=%s is on the deny list", t->cn);
+        t->own_reason = EPW_TLS_FAIL_REVOKED;
         *flags |= MBEDTLS_X509_BADCERT_REVOKED;
     }
     return 0;
@@ -476,6 +487,54 @@ static const char *peer_desc(const epw_tls_t *t)
     return t->cn[0] ? t->cn : "(no certificate)";
 }
 
+/*
+ * The metric reason of a certificate refusal. Several flags can be set at once; the most
+ * fundamental wins: an untrusted certificate's dates, CN or key usage prove nothing, and a
+ * revocation is the operator's explicit decision, so it outranks the dates.
+ */
+static epw_tls_fail_t verify_reason(const epw_tls_t *t, int ret, uint32_t flags)
+{
+    const uint32_t untrusted = MBEDTLS_X509_BADCERT_NOT_TRUSTED | MBEDTLS_X509_BADCERT_BAD_MD |
+                               MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY |
+                               MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_EXPIRED |
+                               MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_BAD_MD |
+                               MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY;
+    const uint32_t role = MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+                          MBEDTLS_X509_BADCERT_NS_CERT_TYPE;
+
+    if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || flags == (uint32_t)-1 ||
+        (flags & MBEDTLS_X509_BADCERT_MISSING))
+        return EPW_TLS_FAIL_NO_CERT;
+    if ((flags & untrusted) || t->own_reason == EPW_TLS_FAIL_UNTRUSTED)
+        return EPW_TLS_FAIL_UNTRUSTED;
+    if ((flags & MBEDTLS_X509_BADCERT_REVOKED) || t->own_reason == EPW_TLS_FAIL_REVOKED)
+        return EPW_TLS_FAIL_REVOKED;
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        return EPW_TLS_FAIL_EXPIRED;
+    if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+        return EPW_TLS_FAIL_NOT_YET_VALID;
+    if ((flags & role) || t->own_reason == EPW_TLS_FAIL_WRONG_ROLE)
+        return EPW_TLS_FAIL_WRONG_ROLE;
+    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+        return EPW_TLS_FAIL_NAME_MISMATCH;
+    return EPW_TLS_FAIL_UNTRUSTED;
+}
+
+/* The metric reason of any other handshake failure. */
+static epw_tls_fail_t other_reason(int ret)
+{
+    switch (ret) {
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
+        return EPW_TLS_FAIL_PEER_ALERT;
+    case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+    case MBEDTLS_ERR_SSL_INTERNAL_ERROR:
+    case MBEDTLS_ERR_SSL_BAD_INPUT_DATA:
+        return EPW_TLS_FAIL_OTHER;
+    default:
+        return EPW_TLS_FAIL_PROTOCOL;
+    }
+}
+
 /* Classifies and logs a failed handshake. */
 static int handshake_failed(epw_tls_t *t, int ret)
 {
@@ -486,7 +545,9 @@ static int handshake_failed(epw_tls_t *t, int ret)
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ||
         ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || ret == MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED ||
         (flags != 0 && flags != (uint32_t)-1 && ret == MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE)) {
-        snprintf(what, sizeof(what), "%s certificate refused, peer %s", role, peer_desc(t));
+        t->reason = verify_reason(t, ret, flags);
+        snprintf(what, sizeof(what), "%s certificate refused (%s), peer %s", role,
+                 fail_names[t->reason], peer_desc(t));
         log_mbed(EPW_LOG_WARN, what, ret);
         if (t->refusal[0])
             EPW_WARN(SUB, "  %s", t->refusal);
@@ -502,11 +563,12 @@ static int handshake_failed(epw_tls_t *t, int ret)
         }
         return EPW_E_TLS_VERIFY;
     }
+    t->reason = other_reason(ret);
     if (EPW_LOG_WARN <= epw_log_get_level()) {
         char text[200];
         mbedtls_strerror(ret, text, sizeof(text));
-        epw_complain(&t->cfg->complain, EPW_LOG_WARN, SUB, "handshake failed: (-0x%04X) %s",
-                     (unsigned)-ret, text);
+        epw_complain(&t->cfg->complain, EPW_LOG_WARN, SUB, "handshake failed (%s): (-0x%04X) %s",
+                     fail_names[t->reason], (unsigned)-ret, text);
     }
     return EPW_E_TLS;
 }
@@ -546,6 +608,16 @@ int epw_tls_handshake(epw_tls_t *t)
 int epw_tls_handshake_done(const epw_tls_t *t)
 {
     return t->done;
+}
+
+epw_tls_fail_t epw_tls_fail_reason(const epw_tls_t *t)
+{
+    return t->reason;
+}
+
+const char *epw_tls_fail_name(int reason)
+{
+    return reason >= 0 && reason < EPW_TLS_FAIL_COUNT ? fail_names[reason] : "unknown";
 }
 
 int epw_tls_write(epw_tls_t *t, const void *buf, size_t len)

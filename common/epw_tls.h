@@ -101,6 +101,39 @@ void epw_tls_take_out(epw_tls_t *t, uint8_t **buf, size_t *len);
 int epw_tls_handshake(epw_tls_t *t);
 int epw_tls_handshake_done(const epw_tls_t *t);
 
+/*
+ * Why a handshake failed, for metrics (values are stable: counters are indexed by them; append
+ * new ones before EPW_TLS_FAIL_COUNT). The engine derives every reason but TIMEOUT and ABORTED
+ * from mbedTLS's verify flags and error code; those two come from the connection layer, which
+ * is the one that knows about clocks and sockets.
+ */
+typedef enum {
+    EPW_TLS_FAIL_NONE = 0,          /* no failure (yet) */
+    EPW_TLS_FAIL_NO_CERT = 1,       /* the peer presented no certificate */
+    EPW_TLS_FAIL_UNTRUSTED = 2,     /* not issued by the configured CA, bad chain or signature,
+                                     * or malformed (not exactly one CN) */
+    EPW_TLS_FAIL_EXPIRED = 3,       /* validity ended */
+    EPW_TLS_FAIL_NOT_YET_VALID = 4, /* validity not yet begun (clock skew?) */
+    EPW_TLS_FAIL_REVOKED = 5,       /* the CN is on the deny list */
+    EPW_TLS_FAIL_WRONG_ROLE = 6,    /* extended key usage, or operator vs agent (OU) */
+    EPW_TLS_FAIL_NAME_MISMATCH = 7, /* client side: the server certificate is not server_name */
+    EPW_TLS_FAIL_PEER_ALERT = 8,    /* the peer refused us with a fatal alert */
+    EPW_TLS_FAIL_PROTOCOL = 9,      /* not TLS or broken TLS: plaintext, garbage, bad record,
+                                     * no common version or suite */
+    EPW_TLS_FAIL_TIMEOUT = 10,      /* (connection layer) handshake not finished in time */
+    EPW_TLS_FAIL_ABORTED = 11,      /* (connection layer) the peer closed or the socket failed
+                                     * during the handshake */
+    EPW_TLS_FAIL_OTHER = 12,        /* out of memory, internal errors */
+    EPW_TLS_FAIL_COUNT
+} epw_tls_fail_t;
+
+/* After epw_tls_handshake() failed: the reason (EPW_TLS_FAIL_NONE while none failed). A failure
+ * with EPW_E_TLS_VERIFY has one of NO_CERT .. NAME_MISMATCH. */
+epw_tls_fail_t epw_tls_fail_reason(const epw_tls_t *t);
+/* Static lower-case name for logs and metric labels ("no_cert", "expired", ...); "unknown" for a
+ * value out of range. */
+const char *epw_tls_fail_name(int reason);
+
 /* Encrypts all of buf into the output queue (never blocks: the queue grows; backpressure is the
  * caller's job). Only after the handshake. Returns 0, UV_ENOTCONN, EPW_E_CLOSED or EPW_E_TLS. */
 int epw_tls_write(epw_tls_t *t, const void *buf, size_t len);

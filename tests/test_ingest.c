@@ -56,6 +56,9 @@ static void on_room(store_t *st, void *ud)
 }
 
 static int db_counter;
+/* hello_ms for the next fx_start: generous, so that a loaded machine's stall between a client's
+ * handshake and its Hello never turns into a hello timeout; test_hello_timeout shortens it. */
+static uint64_t fx_hello_ms = 5000;
 
 static void fx_start(fx_t *f, size_t queue_max, size_t max_conn, size_t max_frame)
 {
@@ -87,6 +90,7 @@ static void fx_start(fx_t *f, size_t queue_max, size_t max_conn, size_t max_fram
     io.store = f->st;
     io.max_connections = max_conn;
     io.handshake_ms = 300;
+    io.hello_ms = fx_hello_ms;
     io.max_frame = max_frame;
     assert_int_equal(ingest_start(&f->loop, &io, &f->ig), 0);
     f->port = ingest_port(f->ig);
@@ -250,13 +254,33 @@ static uint64_t reject_count(fx_t *f, int k)
     return s.rejects[k];
 }
 
-/* A TLS agent with the given certificate that is refused during the handshake. */
-static void expect_tls_refused(fx_t *f, const char *cert)
+/* Asserts that, since `before`, exactly the counter of `reason` (-1: none at all) went up by
+ * one in fail_reasons. */
+static void assert_one_reason(fx_t *f, const ingest_stats_t *before, int reason)
+{
+    ingest_stats_t s;
+    int i;
+
+    ingest_get_stats(f->ig, &s);
+    for (i = 0; i < INGEST_REASON_COUNT; i++) {
+        uint64_t want = before->fail_reasons[i] + (i == reason ? 1 : 0);
+        if (s.fail_reasons[i] != want)
+            fail_msg("reason %s: %llu, expected %llu (the case is %s)", ingest_reason_name(i),
+                     (unsigned long long)s.fail_reasons[i], (unsigned long long)want,
+                     reason < 0 ? "none" : ingest_reason_name(reason));
+    }
+}
+
+/* A TLS agent with the given certificate that is refused during the handshake, counted under
+ * `reason` alone. */
+static void expect_tls_refused(fx_t *f, const char *cert, int reason)
 {
     fake_agent_t a;
     uint64_t before = fail_count(f, INGEST_FAIL_TLS_VERIFY);
+    ingest_stats_t s0;
     char ca[300], crt[300], key[300], c1[96], k1[96];
 
+    ingest_get_stats(f->ig, &s0);
     memset(&a, 0, sizeof(a));
     if (cert != NULL) {
         snprintf(c1, sizeof(c1), "%s.crt", cert);
@@ -277,6 +301,7 @@ static void expect_tls_refused(fx_t *f, const char *cert)
         run_until(&f->loop, &never, 20);
     }
     assert_int_equal(fail_count(f, INGEST_FAIL_TLS_VERIFY), before + 1);
+    assert_one_reason(f, &s0, reason);
 }
 
 static void expect_hello_reject(fx_t *f, const char *cert, const char *host, uint32_t version,
@@ -295,12 +320,16 @@ static void expect_hello_reject(fx_t *f, const char *cert, const char *host, uin
     fake_agent_release(&a);
 }
 
+/* reason: the fail_reasons counter expected to go up, -1 for failures after the handshake
+ * (which count under `kind` only). */
 static void expect_raw_fail(fx_t *f, epw_tls_config_t *tls, const uint8_t *data, size_t len,
-                            ingest_fail_t kind)
+                            ingest_fail_t kind, int reason)
 {
     raw_client_t r;
     uint64_t before = fail_count(f, kind);
+    ingest_stats_t s0;
 
+    ingest_get_stats(f->ig, &s0);
     assert_int_equal(raw_client_start(&r, &f->loop, f->port, tls, data, len), 0);
     assert_true(run_until(&f->loop, &r.eof, 5000)); /* the server closed on us */
     assert_true(run_until(&f->loop, &r.closed, 5000));
@@ -309,6 +338,7 @@ static void expect_raw_fail(fx_t *f, epw_tls_config_t *tls, const uint8_t *data,
         run_until(&f->loop, &never, 20);
     }
     assert_int_equal(fail_count(f, kind), before + 1);
+    assert_one_reason(f, &s0, reason);
 }
 
 static void test_rejects_counted(void **state)
@@ -335,26 +365,29 @@ static void test_rejects_counted(void **state)
     assert_int_equal(fake_agent_connect(&b, f.port), 0);
     assert_true(run_until(&f.loop, &b.got_hello_ack, 5000));
 
-    expect_tls_refused(&f, NULL);           /* no client certificate */
-    expect_tls_refused(&f, "other/host-a"); /* a certificate from another CA */
-    expect_tls_refused(&f, "host-old");     /* expired */
-    expect_tls_refused(&f, "op1");          /* an operator certificate on the agent port */
+    expect_tls_refused(&f, NULL, EPW_TLS_FAIL_NO_CERT);
+    expect_tls_refused(&f, "other/host-a", EPW_TLS_FAIL_UNTRUSTED); /* another CA */
+    expect_tls_refused(&f, "host-old", EPW_TLS_FAIL_EXPIRED);
+    /* An operator certificate on the agent port. */
+    expect_tls_refused(&f, "op1", EPW_TLS_FAIL_WRONG_ROLE);
     ingest_get_stats(f.ig, &s);
     assert_int_equal(s.denied_tls, 0);
-    expect_tls_refused(&f, "host-revoked"); /* on the deny list */
+    expect_tls_refused(&f, "host-revoked", EPW_TLS_FAIL_REVOKED); /* on the deny list */
     ingest_get_stats(f.ig, &s);
     assert_int_equal(s.denied_tls, 1);
 
     expect_hello_reject(&f, "host-a", "host-b", 0, EPW__REJECT_REASON__REJECT_BAD_IDENTITY);
     expect_hello_reject(&f, "host-a", "host-a", 99, EPW__REJECT_REASON__REJECT_UNSUPPORTED_VERSION);
 
-    expect_raw_fail(&f, NULL, (const uint8_t *)plain, sizeof(plain) - 1, INGEST_FAIL_TLS);
+    expect_raw_fail(&f, NULL, (const uint8_t *)plain, sizeof(plain) - 1, INGEST_FAIL_TLS,
+                    EPW_TLS_FAIL_PROTOCOL);
     srand(7);
     for (i = 0; i < sizeof(garbage); i++)
         garbage[i] = (uint8_t)rand();
     garbage[0] = 0x16; /* looks like a handshake record, then nonsense */
-    expect_raw_fail(&f, NULL, garbage, sizeof(garbage), INGEST_FAIL_TLS);
-    expect_raw_fail(&f, NULL, NULL, 0, INGEST_FAIL_TIMEOUT); /* connects, says nothing */
+    expect_raw_fail(&f, NULL, garbage, sizeof(garbage), INGEST_FAIL_TLS, EPW_TLS_FAIL_PROTOCOL);
+    /* Connects, says nothing. */
+    expect_raw_fail(&f, NULL, NULL, 0, INGEST_FAIL_TIMEOUT, EPW_TLS_FAIL_TIMEOUT);
 
     /* After a good handshake: a truncated protobuf, then a frame over the limit, then a
      * snapshot before any Hello. */
@@ -367,9 +400,9 @@ static void test_rejects_counted(void **state)
     frame[4] = 0x1a;
     frame[5] = 40;
     memset(frame + 6, 0x08, 8);
-    expect_raw_fail(&f, tls, frame, 14, INGEST_FAIL_PROTO);
+    expect_raw_fail(&f, tls, frame, 14, INGEST_FAIL_PROTO, -1);
     epw_frame_put_header(frame, 1u << 20); /* announces 1 MiB against a 64 KiB limit */
-    expect_raw_fail(&f, tls, frame, 4, INGEST_FAIL_PROTO);
+    expect_raw_fail(&f, tls, frame, 4, INGEST_FAIL_PROTO, -1);
     epw_tls_config_destroy(tls);
 
     agent_init(&f, &big, "host-a", "host-a");
@@ -400,9 +433,80 @@ static void test_rejects_counted(void **state)
     assert_int_equal(s.rejects[EPW__REJECT_REASON__REJECT_BAD_IDENTITY], 1);
     assert_int_equal(s.rejects[EPW__REJECT_REASON__REJECT_UNSUPPORTED_VERSION], 1);
     assert_int_equal(s.agents, 1);
+    /* Each refusal under its own reason, nothing else. */
+    for (i = 0; i < INGEST_REASON_COUNT; i++) {
+        uint64_t want;
+        switch (i) {
+        case EPW_TLS_FAIL_NO_CERT:
+        case EPW_TLS_FAIL_UNTRUSTED:
+        case EPW_TLS_FAIL_EXPIRED:
+        case EPW_TLS_FAIL_WRONG_ROLE:
+        case EPW_TLS_FAIL_REVOKED:
+        case EPW_TLS_FAIL_TIMEOUT:
+            want = 1;
+            break;
+        case EPW_TLS_FAIL_PROTOCOL:
+            want = 2; /* plaintext, garbage */
+            break;
+        default:
+            want = 0;
+            break;
+        }
+        if (s.fail_reasons[i] != want)
+            fail_msg("reason %s counted %llu, expected %llu", ingest_reason_name((int)i),
+                     (unsigned long long)s.fail_reasons[i], (unsigned long long)want);
+    }
+    assert_string_equal(ingest_reason_name(EPW_TLS_FAIL_EXPIRED), "expired");
+    assert_string_equal(ingest_reason_name(INGEST_REASON_HELLO_TIMEOUT), "hello_timeout");
 
     fake_agent_close(&b);
     fake_agent_release(&b);
+    fx_stop(&f);
+}
+
+/* TLS done, no Hello: closed after hello_ms (300 ms), not after idle_ms (none here); an agent
+ * that said Hello is not affected. */
+static void test_hello_timeout(void **state)
+{
+    fx_t f;
+    fake_agent_t quiet, good;
+    ingest_stats_t s;
+    uint64_t t0, waited, last;
+
+    (void)state;
+    fx_hello_ms = 300;
+    fx_start(&f, 0, 0, 0);
+    fx_hello_ms = 5000;
+    agent_init(&f, &good, "host-b", "host-b");
+    assert_int_equal(fake_agent_connect(&good, f.port), 0);
+    assert_true(run_until(&f.loop, &good.got_hello_ack, 5000));
+    agent_init(&f, &quiet, "host-a", "host-a");
+    quiet.no_hello = 1;
+    t0 = uv_now(&f.loop); /* loop time: the server's handshake cannot end before this */
+    assert_int_equal(fake_agent_connect(&quiet, f.port), 0);
+    assert_true(run_until(&f.loop, &quiet.ready, 5000));
+    assert_true(run_until(&f.loop, &quiet.closed, 5000));
+    waited = uv_now(&f.loop) - t0;
+    assert_true(waited >= 300); /* the timer, not an immediate refusal */
+    ingest_get_stats(f.ig, &s);
+    while (s.fail_reasons[INGEST_REASON_HELLO_TIMEOUT] == 0) { /* the server side may lag */
+        int never = 0;
+        run_until(&f.loop, &never, 20);
+        ingest_get_stats(f.ig, &s);
+    }
+    assert_int_equal(s.fail_reasons[INGEST_REASON_HELLO_TIMEOUT], 1);
+    assert_int_equal(s.fails[INGEST_FAIL_PROTO], 1);
+    assert_int_equal(s.idle_closed, 0);
+    assert_int_equal(s.connections, 1);
+    /* Well past hello_ms, the identified agent still streams on the same connection. */
+    assert_false(good.closed);
+    fake_agent_stream(&good, 1, 5);
+    assert_true(wait_acked(&f, &good, 5));
+    assert_false(good.closed);
+    assert_int_equal(stored(&f, "host-b", &last), 5);
+    fake_agent_close(&good);
+    fake_agent_release(&good);
+    fake_agent_release(&quiet);
     fx_stop(&f);
 }
 
@@ -420,6 +524,14 @@ static void test_oversize_snapshot(void **state)
     assert_int_equal(fake_agent_connect(&a, f.port), 0);
     assert_true(run_until(&f.loop, &a.closed, 5000));
     assert_int_equal(a.acked, 0);
+    /* The server's on_close may run after the client saw the close. */
+    {
+        uint64_t t0 = uv_now(&f.loop);
+        while (fail_count(&f, INGEST_FAIL_PROTO) == 0 && uv_now(&f.loop) - t0 < 5000) {
+            int never = 0;
+            run_until(&f.loop, &never, 20);
+        }
+    }
     assert_int_equal(fail_count(&f, INGEST_FAIL_PROTO), 1);
     fake_agent_release(&a);
     fx_stop(&f);
@@ -684,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_stream_n),
         cmocka_unit_test(test_gap_recorded),
         cmocka_unit_test(test_rejects_counted),
+        cmocka_unit_test(test_hello_timeout),
         cmocka_unit_test(test_oversize_snapshot),
         cmocka_unit_test(test_overloaded_and_revoked_live),
         cmocka_unit_test(test_second_connection_replaces),

@@ -193,6 +193,9 @@ static void test_client_without_certificate(void **state)
     assert_int_equal(p.src, EPW_E_TLS_VERIFY);
     assert_int_not_equal(p.crc, 0);
     assert_string_equal(epw_tls_peer_cn(p.s), "");
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_NO_CERT);
+    assert_string_equal(epw_tls_fail_name(EPW_TLS_FAIL_NO_CERT), "no_cert");
+    assert_string_equal(epw_tls_fail_name(EPW_TLS_FAIL_COUNT), "unknown");
     free_pair(&p);
 }
 
@@ -210,6 +213,8 @@ static void test_client_from_other_ca(void **state)
     /* The mbedTLS code and text are logged. */
     assert_non_null(strstr(logbuf, "(-0x2700)"));
     assert_non_null(strstr(logbuf, "not correctly signed"));
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_UNTRUSTED);
+    assert_int_equal(epw_tls_fail_reason(p.c), EPW_TLS_FAIL_PEER_ALERT); /* the server's alert */
     free_pair(&p);
 }
 
@@ -222,6 +227,7 @@ static void test_server_from_other_ca(void **state)
     p.scfg = config(EPW_TLS_SERVER, "ca.crt", "collector", NULL);
     run_pair(&p, "collector");
     assert_int_equal(p.crc, EPW_E_TLS_VERIFY);
+    assert_int_equal(epw_tls_fail_reason(p.c), EPW_TLS_FAIL_UNTRUSTED);
     assert_int_not_equal(p.src, 0);
     free_pair(&p);
 }
@@ -238,6 +244,7 @@ static void test_expired_client(void **state)
     assert_int_equal(p.src, EPW_E_TLS_VERIFY);
     assert_int_not_equal(p.crc, 0);
     assert_non_null(strstr(logbuf, "expired"));
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_EXPIRED);
     free_pair(&p);
 }
 
@@ -264,6 +271,7 @@ static void test_revoked_cn(void **state)
     assert_int_not_equal(p.crc, 0);
     assert_int_equal(deny_calls, 1);
     assert_non_null(strstr(logbuf, "deny list"));
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_REVOKED);
     epw_tls_destroy(p.c);
     epw_tls_destroy(p.s);
     epw_tls_config_destroy(p.ccfg);
@@ -274,6 +282,7 @@ static void test_revoked_cn(void **state)
     assert_int_equal(p.src, 0);
     assert_int_equal(p.crc, 0);
     assert_int_equal(deny_calls, 2);
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_NONE);
 
     /* Replacing the hook applies to the next handshake. */
     epw_tls_destroy(p.c);
@@ -293,6 +302,7 @@ static void test_wrong_server_name(void **state)
     p.scfg = config(EPW_TLS_SERVER, "ca.crt", "collector", NULL);
     run_pair(&p, "evil.example");
     assert_int_equal(p.crc, EPW_E_TLS_VERIFY);
+    assert_int_equal(epw_tls_fail_reason(p.c), EPW_TLS_FAIL_NAME_MISMATCH);
     assert_int_not_equal(p.src, 0);
     epw_tls_destroy(p.c);
     epw_tls_destroy(p.s);
@@ -342,6 +352,7 @@ static void test_operator_vs_agent(void **state)
     p.scfg = config(EPW_TLS_SERVER, "ca.crt", "collector", &op_only);
     run_pair(&p, "collector");
     assert_int_equal(p.src, EPW_E_TLS_VERIFY);
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_WRONG_ROLE);
     free_pair(&p);
 
     /* Agent port: operator refused, agent accepted. */
@@ -350,6 +361,7 @@ static void test_operator_vs_agent(void **state)
     p.scfg = config(EPW_TLS_SERVER, "ca.crt", "collector", &agent_only);
     run_pair(&p, "collector");
     assert_int_equal(p.src, EPW_E_TLS_VERIFY);
+    assert_int_equal(epw_tls_fail_reason(p.s), EPW_TLS_FAIL_WRONG_ROLE);
     epw_tls_destroy(p.c);
     epw_tls_destroy(p.s);
     epw_tls_config_destroy(p.ccfg);

@@ -22,3 +22,20 @@ if(NOT WIN32 AND TARGET epwatch-collector AND TARGET epwatch-agent)
                              SKIP_RETURN_CODE 77)
     endforeach()
 endif()
+
+# Port starvation end to end, in a network namespace the test creates (Linux, root): the agent
+# marks what it sampled while no ephemeral port was free, and delivers it once ports are back.
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND TARGET epwatch-collector AND TARGET epwatch-agent)
+    add_executable(port_hog ${CMAKE_CURRENT_SOURCE_DIR}/integration/port_hog.c)
+    epw_target_warnings(port_hog)
+    foreach(_s starved starved_bind)
+        string(REPLACE "starved" "" _mode ${_s}) # "" or "_bind"
+        string(REPLACE "_" "" _mode "${_mode}")
+        add_test(NAME stream_${_s}
+                 COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/starve_test.sh
+                         $<TARGET_FILE:epwatch-agent> $<TARGET_FILE:epwatch-collector>
+                         ${PROJECT_SOURCE_DIR}/certs/epwatch-certs $<TARGET_FILE:port_hog> ${_mode})
+        set_tests_properties(stream_${_s} PROPERTIES TIMEOUT 45 LABELS "stream;netns"
+                             SKIP_RETURN_CODE 77)
+    endforeach()
+endif()
