@@ -39,6 +39,7 @@ cleanup() {
     [ -n "$hpid" ] && kill -KILL "$hpid" 2>/dev/null
     [ -n "$apid" ] && kill -KILL "$apid" 2>/dev/null
     [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
+    pkill -KILL -f -- "$dir/" 2>/dev/null # anything else started with our files
     wait 2>/dev/null
     if [ "${keep:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }

@@ -24,6 +24,9 @@ apid=
 cleanup() {
     [ -n "$apid" ] && kill -KILL "$apid" 2>/dev/null
     [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
+    # Every process this scenario started names $dir in its arguments: none may outlive it,
+    # whichever of them $apid/$cpid last pointed at.
+    pkill -KILL -f -- "$dir/" 2>/dev/null
     wait 2>/dev/null
     if [ "${keep:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
