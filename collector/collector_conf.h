@@ -6,13 +6,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "detect.h"
 #include "epw_config.h"
+#include "sinks.h"
 
 /*
  * One struct for every key of epwatch-collector, described by collector_conf_table() (see
- * epw_config.h for the syntax). To add keys (issue 4: api_listen, api_tokens, [alerts] rules):
- * add a field below and a row to the table in collector_conf.c; --help, --print-config, file and
- * command-line parsing follow from the table.
+ * epw_config.h for the syntax). To add keys: add a field below and a row to the table in
+ * collector_conf.c; --help, --print-config, file and command-line parsing follow from the table.
+ * The table also holds the alert rules as `alerts.<rule>` (detect_rules_keys(): [alerts] warning,
+ * critical, hits, ...) and the sinks (SINKS_CONF_KEYS: [sink], [sink.webhook], ...).
+ *
+ * Per-host-pattern rule overrides are sections `[alerts.override.NAME]` (NAME: letters, digits,
+ * '-', '_') with `hosts = PATTERN, ...` (fnmatch globs on the agent identity, case-insensitive)
+ * and any rule key; unset rules inherit [alerts]. The first section (in file order, then
+ * command-line order) whose pattern matches wins. On the command line:
+ * `--alerts.override.NAME.KEY VALUE`. They are split out of the file before the main parse, so
+ * errors keep their file and line.
  *
  * Ownership: strings and lists are owned by the struct (epw_config rules); release with
  * collector_conf_free(). Threads: start-up and the SIGHUP handler on the loop thread only.
@@ -34,10 +44,41 @@ typedef struct collector_conf_s {
     int queue_max;
     uint64_t queue_max_bytes;
     int batch_max;
+
+    /* Operator API (collector/api.h). */
+    epw_cfg_hostport_t api_listen; /* unset (empty or "off"): no API listener */
+    epw_cfg_list_t api_tokens;
+    char *api_ca, *api_cert, *api_key; /* NULL: ca, cert, key */
+
+    detect_rules_t rules; /* [alerts] */
+    sinks_conf_t sinks;   /* [sink], [sink.*] */
+
+    struct collector_override_s *overrides; /* [alerts.override.NAME] */
+    size_t n_overrides;
+
+    /* Not a key: api_listen was given (file or command line) rather than defaulted. The program
+     * treats an API that cannot listen on the default address as a warning, on a configured one
+     * as an error. */
+    bool api_listen_explicit;
 } collector_conf_t;
 
-/* The table (static storage). */
+/* One [alerts.override.NAME] section. */
+typedef struct collector_override_s {
+    char *name;
+    epw_cfg_list_t hosts; /* patterns */
+    detect_rules_t rules; /* [alerts] with this section's keys applied */
+} collector_override_t;
+
+/* The table (static storage, built on the first call: call it first from one thread). */
 const epw_cfg_key_t *collector_conf_table(void);
+
+/* The overrides as detect_override_t, one per pattern, in priority order. The patterns point into
+ * `conf` (valid until collector_conf_free). Free *out with free(). 0 or UV_ENOMEM. */
+int collector_conf_overrides(const collector_conf_t *conf, detect_override_t **out, size_t *n);
+
+/* The effective configuration as INI text (the table's keys, then every override section).
+ * malloc'd; NULL when out of memory. */
+char *collector_conf_format(const collector_conf_t *conf);
 
 /*
  * Defaults, then the file named by `--config FILE` (if given), then `--key value` options from

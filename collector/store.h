@@ -57,7 +57,8 @@ typedef enum {
     STORE_OP_HELLO = 1,    /* upsert the host, report its last_seq */
     STORE_OP_SNAPSHOT = 2, /* store one snapshot (deduplicated on host, netns, seq) */
     STORE_OP_GAP = 3,      /* record snapshots lost by an agent (deduplicated on host, after_seq) */
-    STORE_OP_PURGE = 4     /* delete snapshots and gaps older than a cutoff */
+    STORE_OP_PURGE = 4,    /* delete snapshots and gaps older than a cutoff */
+    STORE_OP_ALERT = 5     /* upsert one alert transition (keyed by the episode key) */
 } store_op_t;
 
 typedef enum {
@@ -76,6 +77,12 @@ typedef struct store_result_s {
     uint64_t seq;         /* SNAPSHOT: its seq (0 if undecodable); GAP: after_seq */
     uint64_t last_seq;    /* HELLO: highest seq stored for the identity (0: none yet) */
     uint64_t count;       /* PURGE: rows deleted */
+    uint64_t interval_ms; /* HELLO: the Hello's sampling interval, as submitted */
+    int64_t alert_id;     /* ALERT: the row's id (0 when the row was already resolved) */
+    /* SNAPSHOT with outcome STORE_NEW, when store_options_t.keep_decoded is set: the snapshot the
+     * writer decoded for its summary columns (so the loop thread never decodes it again); NULL
+     * otherwise. Owned by the store, valid during the store_done_cb call only. */
+    const Epw__Snapshot *snapshot;
 } store_result_t;
 
 /* Loop thread. Results of one or more finished batches, in submission order. */
@@ -96,6 +103,9 @@ typedef struct store_options_s {
     size_t queue_max_bytes;         /* bytes of snapshot data queued; 0: 64 MiB */
     size_t batch_max;               /* items per transaction; 0: 512 */
     int relaxed_sync;               /* SQLite: 1 = synchronous=NORMAL (see store_sqlite.c) */
+    int keep_decoded;               /* 1: hand new snapshots, decoded, to done_cb (see
+                                       store_result_t.snapshot); costs their memory from commit
+                                       until the callback */
     store_done_cb done_cb;          /* required */
     store_room_cb room_cb;          /* optional */
     void *ud;                       /* passed to both callbacks */
@@ -164,6 +174,36 @@ int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t a
 /* Deletes snapshots with taken_at < older_than_ms and gaps recorded before it, in chunks. The
  * periodic retention pass does the same with now - retention_ms. */
 int store_submit_purge(store_t *st, uint64_t tag, int64_t older_than_ms);
+
+/*
+ * One alert row (table `alerts`, see store_sqlite.c). Upsert (store_submit_alert): the row is keyed
+ * by `key` (one detection episode); the first submit inserts it, later ones update severity,
+ * active, resolved_at, last_notified_at, summary, last_evidence and, when `evidence` is not NULL,
+ * evidence. A resolved row (active 0) is never updated again, so a late or repeated transition
+ * cannot revive an episode. Times are ms since the Unix epoch; resolved_at_ms 0 = NULL.
+ * Strings are borrowed by the submit call (copied) and owned by the list when read back.
+ */
+typedef struct store_alert_s {
+    int64_t id;           /* read back: the row id; ignored by the upsert */
+    const char *host;     /* the agent identity */
+    const char *netns;    /* "" = the agent's own namespace */
+    const char *kind;     /* detect_kind_name(): "pressure", "leak", ... */
+    const char *subject;  /* "" for host-wide rules */
+    const char *key;      /* the episode key, unique */
+    const char *severity; /* "warning" or "critical" */
+    int active;
+    int64_t raised_at_ms, resolved_at_ms, last_notified_at_ms;
+    const char *summary;
+    const char *evidence;      /* JSON text: the figures that raised (or escalated) it */
+    const char *last_evidence; /* JSON text: the figures of the latest transition */
+} store_alert_t;
+
+/*
+ * Loop thread. Like the other submissions, but an alert is never refused for backpressure (it is
+ * rare and small, and must not be lost to a queue full of snapshots): 0, UV_EINVAL (missing host,
+ * kind, key or severity), EPW_E_CLOSED or UV_ENOMEM. Its result (op ALERT) carries alert_id.
+ */
+int store_submit_alert(store_t *st, uint64_t tag, const store_alert_t *a);
 
 /*
  * Loop thread. While paused the writer takes nothing from the queue (submissions still queue up
@@ -243,5 +283,22 @@ typedef struct store_blob_s {
 /* The latest snapshot with taken_at <= at_ms (netns NULL: any namespace). EPW_E_NOTFOUND. */
 int store_reader_snapshot_at(store_reader_t *rd, const char *identity, const char *netns,
                              int64_t at_ms, store_blob_t *out);
+
+/* An alert query: rows matching all of it, newest raised first (then highest id). */
+typedef struct store_alert_query_s {
+    int active;       /* -1: both, 1: active only, 0: resolved only */
+    const char *host; /* NULL: every host */
+    int64_t since_ms; /* rows active now, or resolved at or after this (0: all) */
+    size_t limit;     /* 0: no limit */
+} store_alert_query_t;
+
+typedef struct store_alert_list_s {
+    store_alert_t *alerts; /* strings owned by the list; evidence texts never NULL ("{}") */
+    size_t n;
+} store_alert_list_t;
+
+/* Free with store_alert_list_free. */
+int store_reader_alerts(store_reader_t *rd, const store_alert_query_t *q, store_alert_list_t **out);
+void store_alert_list_free(store_alert_list_t *list); /* NULL is a no-op */
 
 #endif

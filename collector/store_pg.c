@@ -13,7 +13,7 @@
 #define SUB "store"
 
 /*
- * Schema (version 1): the same tables, keys and semantics as store_sqlite.c (see its comment),
+ * Schema (version 2): the same tables, keys and semantics as store_sqlite.c (see its comment),
  * with PostgreSQL types: BIGINT for ms times, seqs and counters, DOUBLE PRECISION for pressure_pct,
  * BYTEA for the protobuf Snapshot, BIGINT GENERATED ALWAYS AS IDENTITY for snapshots.id. Query it
  * with psql, e.g.
@@ -79,6 +79,24 @@ static const char *const migrations[] = {
     " dropped BIGINT NOT NULL,"
     " recorded_at BIGINT NOT NULL,"
     " PRIMARY KEY (host, after_seq));",
+    /* 1 -> 2: alerts (issue 4). */
+    "CREATE TABLE alerts ("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " host TEXT NOT NULL,"
+    " netns TEXT NOT NULL DEFAULT '',"
+    " kind TEXT NOT NULL,"
+    " subject TEXT NOT NULL DEFAULT '',"
+    " key TEXT NOT NULL UNIQUE,"
+    " severity TEXT NOT NULL,"
+    " active INTEGER NOT NULL,"
+    " raised_at BIGINT NOT NULL,"
+    " resolved_at BIGINT,"
+    " last_notified_at BIGINT NOT NULL,"
+    " summary TEXT NOT NULL,"
+    " evidence TEXT,"
+    " last_evidence TEXT);"
+    "CREATE INDEX alerts_active ON alerts(active, host);"
+    "CREATE INDEX alerts_raised ON alerts(raised_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -105,12 +123,14 @@ enum {
     Q_GAP_HOST,
     Q_PURGE_SNAP,
     Q_PURGE_GAP,
+    Q_UPSERT_ALERT,
     Q_READER_FIRST,
     Q_LAST_SEQ = Q_READER_FIRST,
     Q_COUNT,
     Q_HOSTS,
     Q_HISTORY,
     Q_SNAP_AT,
+    Q_ALERTS,
     Q_N
 };
 
@@ -158,6 +178,19 @@ static const query_t queries[Q_N] = {
     [Q_PURGE_GAP] = {"DELETE FROM gaps WHERE (host, after_seq) IN"
                      " (SELECT host, after_seq FROM gaps WHERE recorded_at < $1 LIMIT $2)",
                      "II"},
+    [Q_UPSERT_ALERT] = {"INSERT INTO alerts(host, netns, kind, subject, key, severity, active,"
+                        " raised_at, resolved_at, last_notified_at, summary, evidence,"
+                        " last_evidence)"
+                        " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                        " ON CONFLICT(key) DO UPDATE SET severity = excluded.severity,"
+                        " active = excluded.active, resolved_at = excluded.resolved_at,"
+                        " last_notified_at = excluded.last_notified_at,"
+                        " summary = excluded.summary,"
+                        " evidence = coalesce(excluded.evidence, alerts.evidence),"
+                        " last_evidence = excluded.last_evidence"
+                        " WHERE alerts.active = 1"
+                        " RETURNING alerts.id",
+                        "TTTTTTiIIITTT"},
     [Q_LAST_SEQ] = {"SELECT last_seq FROM hosts WHERE identity = $1", "T"},
     [Q_COUNT] = {"SELECT count(*) FROM snapshots WHERE host = $1", "T"},
     /* COLLATE "C": byte order, as SQLite's; id DESC: among equal taken_at the last stored, as
@@ -183,6 +216,14 @@ static const query_t queries[Q_N] = {
                    " WHERE host = $1 AND taken_at <= $2 AND ($3::text IS NULL OR netns = $3)"
                    " ORDER BY taken_at DESC, id DESC LIMIT 1",
                    "TIT"},
+    /* COLLATE-free: ordered by numbers only. LIMIT NULL is no limit. */
+    [Q_ALERTS] = {"SELECT id, host, netns, kind, subject, key, severity, active, raised_at,"
+                  " resolved_at, last_notified_at, summary,"
+                  " coalesce(evidence, last_evidence, '{}'), coalesce(last_evidence, '{}')"
+                  " FROM alerts WHERE ($1 < 0 OR active = $1) AND ($2::text IS NULL OR host = $2)"
+                  " AND (active = 1 OR resolved_at >= $3)"
+                  " ORDER BY raised_at DESC, id DESC LIMIT $4",
+                  "iTII"},
 };
 
 struct store_db_s {
@@ -977,6 +1018,92 @@ static int pg_snapshot_at(store_db_t *d, const char *identity, const char *netns
     return out->data ? 0 : UV_ENOMEM;
 }
 
+static int pg_upsert_alert(store_db_t *d, const store_alert_t *a, int64_t *out_id)
+{
+    params_t p = {.n = 0};
+    PGresult *r;
+    int rc;
+
+    *out_id = 0;
+    p_text(&p, a->host);
+    p_text(&p, a->netns ? a->netns : "");
+    p_text(&p, a->kind);
+    p_text(&p, a->subject ? a->subject : "");
+    p_text(&p, a->key);
+    p_text(&p, a->severity);
+    p_i32(&p, a->active ? 1 : 0);
+    p_i64(&p, a->raised_at_ms);
+    if (a->resolved_at_ms > 0)
+        p_i64(&p, a->resolved_at_ms);
+    else
+        p_null(&p);
+    p_i64(&p, a->last_notified_at_ms);
+    p_text(&p, a->summary ? a->summary : "");
+    p_text(&p, a->evidence); /* NULL keeps the stored one */
+    p_text(&p, a->last_evidence ? a->last_evidence : "{}");
+    rc = run_q(d, Q_UPSERT_ALERT, &p, 0, &r);
+    if (rc)
+        return rc;
+    if (PQntuples(r) == 1)
+        *out_id = col_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_alerts(store_db_t *d, const store_alert_query_t *q, store_alert_list_t **out)
+{
+    store_alert_list_t *list = NULL;
+    params_t p = {.n = 0};
+    PGresult *r = NULL;
+    int rc, n, i;
+
+    *out = NULL;
+    p_i32(&p, q->active);
+    p_text(&p, q->host);
+    p_i64(&p, q->since_ms);
+    if (q->limit)
+        p_i64(&p, (int64_t)q->limit);
+    else
+        p_null(&p);
+    rc = run_q(d, Q_ALERTS, &p, 1, &r);
+    if (rc)
+        return rc;
+    n = PQntuples(r);
+    list = calloc(1, sizeof(*list));
+    if (!list || (n && !(list->alerts = calloc((size_t)n, sizeof(*list->alerts))))) {
+        rc = UV_ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        store_alert_t *a = &list->alerts[list->n++];
+        a->id = col_int(r, i, 0);
+        a->host = col_dup(r, i, 1);
+        a->netns = col_dup(r, i, 2);
+        a->kind = col_dup(r, i, 3);
+        a->subject = col_dup(r, i, 4);
+        a->key = col_dup(r, i, 5);
+        a->severity = col_dup(r, i, 6);
+        a->active = (int)col_int(r, i, 7);
+        a->raised_at_ms = col_int(r, i, 8);
+        a->resolved_at_ms = col_int(r, i, 9); /* NULL reads as 0 */
+        a->last_notified_at_ms = col_int(r, i, 10);
+        a->summary = col_dup(r, i, 11);
+        a->evidence = col_dup(r, i, 12);
+        a->last_evidence = col_dup(r, i, 13);
+        if (!a->host || !a->netns || !a->kind || !a->subject || !a->key || !a->severity ||
+            !a->summary || !a->evidence || !a->last_evidence) {
+            rc = UV_ENOMEM;
+            goto out;
+        }
+    }
+    *out = list;
+    list = NULL;
+out:
+    PQclear(r);
+    store_alert_list_free(list);
+    return rc;
+}
+
 const store_backend_t store_pg_backend = {
     .name = "postgresql",
     .open_writer = pg_open_writer,
@@ -989,9 +1116,11 @@ const store_backend_t store_pg_backend = {
     .insert_snapshot = pg_insert_snapshot,
     .record_gap = pg_record_gap,
     .purge_chunk = pg_purge_chunk,
+    .upsert_alert = pg_upsert_alert,
     .last_seq = pg_last_seq,
     .count = pg_count,
     .hosts = pg_hosts,
     .history = pg_history,
     .snapshot_at = pg_snapshot_at,
+    .alerts = pg_alerts,
 };

@@ -13,7 +13,7 @@
 #define SUB "store"
 
 /*
- * Schema (version 1). Times are ms since the Unix epoch, UTC. Query it with the sqlite3 CLI, e.g.
+ * Schema (version 2). Times are ms since the Unix epoch, UTC. Query it with the sqlite3 CLI, e.g.
  *   sqlite3 history.db "SELECT identity, last_seq, gaps, dropped FROM hosts"
  *
  *   meta      (key TEXT PRIMARY KEY, value TEXT NOT NULL)        -- ('schema_version', '1')
@@ -35,6 +35,14 @@
  *              INDEX snapshots_time (taken_at)              -- retention across hosts
  *   gaps      (host TEXT, after_seq INTEGER, dropped INTEGER, recorded_at INTEGER,
  *              PRIMARY KEY (host, after_seq))
+ *   alerts    (id INTEGER PRIMARY KEY, host TEXT (identity), netns TEXT, kind TEXT (detect kind
+ *              name), subject TEXT ('' | 'tcp' | 'PID:NAME'), key TEXT UNIQUE (the episode),
+ *              severity TEXT ('warning'|'critical'), active INTEGER (0/1), raised_at INTEGER,
+ *              resolved_at INTEGER (NULL while active), last_notified_at INTEGER, summary TEXT,
+ *              evidence TEXT (JSON: the figures that raised it), last_evidence TEXT (JSON: the
+ *              latest transition's))                    -- version 2 (issue 4)
+ *              INDEX alerts_active (active, host), INDEX alerts_raised (raised_at)
+ *              Not touched by retention: alerts are few and are the record.
  *
  * Migrations: `migrations[v]` takes the schema from version v to v + 1; an open applies the
  * missing ones in one transaction and refuses a database newer than this build. Issue 4 (alerts)
@@ -88,6 +96,24 @@ static const char *const migrations[] = {
     " dropped INTEGER NOT NULL,"
     " recorded_at INTEGER NOT NULL,"
     " PRIMARY KEY (host, after_seq));",
+    /* 1 -> 2: alerts (issue 4). */
+    "CREATE TABLE alerts ("
+    " id INTEGER PRIMARY KEY,"
+    " host TEXT NOT NULL,"
+    " netns TEXT NOT NULL DEFAULT '',"
+    " kind TEXT NOT NULL,"
+    " subject TEXT NOT NULL DEFAULT '',"
+    " key TEXT NOT NULL UNIQUE,"
+    " severity TEXT NOT NULL,"
+    " active INTEGER NOT NULL,"
+    " raised_at INTEGER NOT NULL,"
+    " resolved_at INTEGER,"
+    " last_notified_at INTEGER NOT NULL,"
+    " summary TEXT NOT NULL,"
+    " evidence TEXT,"
+    " last_evidence TEXT);"
+    "CREATE INDEX alerts_active ON alerts(active, host);"
+    "CREATE INDEX alerts_raised ON alerts(raised_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -102,12 +128,14 @@ enum {
     Q_GAP_HOST,
     Q_PURGE_SNAP,
     Q_PURGE_GAP,
+    Q_UPSERT_ALERT,
     Q_READER_FIRST,
     Q_LAST_SEQ = Q_READER_FIRST,
     Q_COUNT,
     Q_HOSTS,
     Q_HISTORY,
     Q_SNAP_AT,
+    Q_ALERTS,
     Q_N
 };
 
@@ -145,6 +173,17 @@ static const char *const queries[Q_N] = {
                      " (SELECT id FROM snapshots WHERE taken_at < ?1 LIMIT ?2)",
     [Q_PURGE_GAP] = "DELETE FROM gaps WHERE rowid IN"
                     " (SELECT rowid FROM gaps WHERE recorded_at < ?1 LIMIT ?2)",
+    [Q_UPSERT_ALERT] =
+        "INSERT INTO alerts(host, netns, kind, subject, key, severity, active, raised_at,"
+        " resolved_at, last_notified_at, summary, evidence, last_evidence)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        " ON CONFLICT(key) DO UPDATE SET severity = excluded.severity,"
+        " active = excluded.active, resolved_at = excluded.resolved_at,"
+        " last_notified_at = excluded.last_notified_at, summary = excluded.summary,"
+        " evidence = coalesce(excluded.evidence, alerts.evidence),"
+        " last_evidence = excluded.last_evidence"
+        " WHERE alerts.active = 1"
+        " RETURNING id",
     [Q_LAST_SEQ] = "SELECT last_seq FROM hosts WHERE identity = ?1",
     [Q_COUNT] = "SELECT count(*) FROM snapshots WHERE host = ?1",
     [Q_HOSTS] =
@@ -164,6 +203,12 @@ static const char *const queries[Q_N] = {
     [Q_SNAP_AT] = "SELECT data, seq, taken_at FROM snapshots"
                   " WHERE host = ?1 AND taken_at <= ?2 AND (?3 IS NULL OR netns = ?3)"
                   " ORDER BY taken_at DESC LIMIT 1",
+    [Q_ALERTS] = "SELECT id, host, netns, kind, subject, key, severity, active, raised_at,"
+                 " resolved_at, last_notified_at, summary,"
+                 " coalesce(evidence, last_evidence, '{}'), coalesce(last_evidence, '{}')"
+                 " FROM alerts WHERE (?1 < 0 OR active = ?1) AND (?2 IS NULL OR host = ?2)"
+                 " AND (active = 1 OR resolved_at >= ?3)"
+                 " ORDER BY raised_at DESC, id DESC LIMIT ?4",
 };
 
 struct store_db_s {
@@ -683,6 +728,99 @@ static int sq_snapshot_at(store_db_t *d, const char *identity, const char *netns
     return rc == SQLITE_DONE ? EPW_E_NOTFOUND : sq_fail(d, rc, "snapshot at");
 }
 
+static int sq_upsert_alert(store_db_t *d, const store_alert_t *a, int64_t *out_id)
+{
+    sqlite3_stmt *s = d->q[Q_UPSERT_ALERT];
+    int rc;
+
+    *out_id = 0;
+    sqlite3_bind_text(s, 1, a->host, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, a->netns ? a->netns : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, a->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, a->subject ? a->subject : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, a->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, a->severity, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 7, a->active ? 1 : 0);
+    sqlite3_bind_int64(s, 8, a->raised_at_ms);
+    if (a->resolved_at_ms > 0)
+        sqlite3_bind_int64(s, 9, a->resolved_at_ms);
+    sqlite3_bind_int64(s, 10, a->last_notified_at_ms);
+    sqlite3_bind_text(s, 11, a->summary ? a->summary : "", -1, SQLITE_STATIC);
+    if (a->evidence)
+        sqlite3_bind_text(s, 12, a->evidence, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 13, a->last_evidence ? a->last_evidence : "{}", -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out_id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s); /* RETURNING: finish the statement */
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : sq_fail(d, rc, "upsert alert");
+}
+
+static int sq_alerts(store_db_t *d, const store_alert_query_t *q, store_alert_list_t **out)
+{
+    sqlite3_stmt *s = d->q[Q_ALERTS];
+    store_alert_list_t *list;
+    size_t cap = 0;
+    int rc;
+
+    *out = NULL;
+    list = calloc(1, sizeof(*list));
+    if (!list)
+        return UV_ENOMEM;
+    sqlite3_bind_int(s, 1, q->active);
+    if (q->host)
+        sqlite3_bind_text(s, 2, q->host, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, q->since_ms);
+    sqlite3_bind_int64(s, 4, q->limit ? (sqlite3_int64)q->limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        store_alert_t *a;
+        if (list->n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            store_alert_t *grown = realloc(list->alerts, ncap * sizeof(*grown));
+            if (!grown) {
+                rc = UV_ENOMEM;
+                break;
+            }
+            list->alerts = grown;
+            cap = ncap;
+        }
+        a = &list->alerts[list->n++];
+        memset(a, 0, sizeof(*a));
+        a->id = sqlite3_column_int64(s, 0);
+        a->host = col_dup(s, 1);
+        a->netns = col_dup(s, 2);
+        a->kind = col_dup(s, 3);
+        a->subject = col_dup(s, 4);
+        a->key = col_dup(s, 5);
+        a->severity = col_dup(s, 6);
+        a->active = sqlite3_column_int(s, 7);
+        a->raised_at_ms = sqlite3_column_int64(s, 8);
+        a->resolved_at_ms = sqlite3_column_int64(s, 9); /* NULL reads as 0 */
+        a->last_notified_at_ms = sqlite3_column_int64(s, 10);
+        a->summary = col_dup(s, 11);
+        a->evidence = col_dup(s, 12);
+        a->last_evidence = col_dup(s, 13);
+        if (!a->host || !a->netns || !a->kind || !a->subject || !a->key || !a->severity ||
+            !a->summary || !a->evidence || !a->last_evidence) {
+            rc = UV_ENOMEM;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_DONE) {
+        *out = list;
+        return 0;
+    }
+    if (rc != UV_ENOMEM)
+        rc = sq_fail(d, rc, "list alerts");
+    store_alert_list_free(list);
+    return rc;
+}
+
 const store_backend_t store_sqlite_backend = {
     .name = "sqlite",
     .open_writer = sq_open_writer,
@@ -695,9 +833,11 @@ const store_backend_t store_sqlite_backend = {
     .insert_snapshot = sq_insert_snapshot,
     .record_gap = sq_record_gap,
     .purge_chunk = sq_purge_chunk,
+    .upsert_alert = sq_upsert_alert,
     .last_seq = sq_last_seq,
     .count = sq_count,
     .hosts = sq_hosts,
     .history = sq_history,
     .snapshot_at = sq_snapshot_at,
+    .alerts = sq_alerts,
 };

@@ -21,7 +21,10 @@ struct store_item_s {
     store_hello_t hello;    /* HELLO: strings point into mem */
     const uint8_t *data;    /* SNAPSHOT: points into mem */
     size_t len;
-    char mem[]; /* identity, then the op's strings or bytes: one allocation per item */
+    Epw__Snapshot *snap; /* SNAPSHOT kept decoded for done_cb (keep_decoded), else NULL */
+    store_alert_t alert; /* ALERT: strings point into mem */
+    int forced;          /* accepted beyond the queue limits (ALERT) */
+    char mem[];          /* identity, then the op's strings or bytes: one allocation per item */
 };
 
 typedef struct store_list_s {
@@ -181,6 +184,11 @@ static void item_fail(store_item_t *it, int err)
 {
     it->res.outcome = STORE_ERROR;
     it->res.err = err;
+    it->res.snapshot = NULL;
+    if (it->snap) {
+        epw__snapshot__free_unpacked(it->snap, NULL);
+        it->snap = NULL;
+    }
 }
 
 /* One item inside the batch transaction. Returns nonzero only for failures that doom the batch;
@@ -208,8 +216,16 @@ static int run_item(store_t *st, store_item_t *it)
         it->res.seq = sum.seq;
         rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &sum, it->data,
                                      it->len, &fresh);
-        epw__snapshot__free_unpacked(snap, NULL);
+        if (!rc && fresh && st->opts.keep_decoded) {
+            it->snap = snap; /* freed after done_cb (deliver) or by a rollback */
+            it->res.snapshot = snap;
+        } else {
+            epw__snapshot__free_unpacked(snap, NULL);
+        }
         it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
+        break;
+    case STORE_OP_ALERT:
+        rc = st->be->upsert_alert(db, &it->alert, &it->res.alert_id);
         break;
     case STORE_OP_GAP:
         rc = st->be->record_gap(db, it->res.identity, it->res.seq, it->dropped, it->received_at_ms,
@@ -426,6 +442,8 @@ static void deliver(store_t *st)
     }
     for (it = done.head; it; it = next) {
         next = it->next;
+        if (it->snap)
+            epw__snapshot__free_unpacked(it->snap, NULL);
         free(it);
     }
 
@@ -592,8 +610,9 @@ static int submit(store_t *st, store_item_t *it)
     uv_mutex_lock(&st->mu);
     if (st->closing) {
         rc = EPW_E_CLOSED;
-    } else if (st->queue.n >= st->opts.queue_max ||
-               (st->queue.n && st->queue_bytes + it->len > st->opts.queue_max_bytes)) {
+    } else if (!it->forced &&
+               (st->queue.n >= st->opts.queue_max ||
+                (st->queue.n && st->queue_bytes + it->len > st->opts.queue_max_bytes))) {
         rc = EPW_E_AGAIN;
     } else {
         list_append(&st->queue, it);
@@ -628,6 +647,7 @@ int store_submit_hello(store_t *st, uint64_t tag, const store_hello_t *hello)
     olen = strlen(nz(hello->os)) + 1;
     it = item_new(STORE_OP_HELLO, tag, hello->identity, vlen + olen);
     if (it) {
+        it->res.interval_ms = hello->interval_ms;
         p = it->mem + strlen(it->mem) + 1;
         memcpy(p, nz(hello->agent_version), vlen);
         memcpy(p + vlen, nz(hello->os), olen);
@@ -673,6 +693,57 @@ int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t a
         it->res.seq = after_seq;
         it->dropped = dropped;
     }
+    return submit(st, it);
+}
+
+/* Copies `s` ("" for NULL) to *p and advances it. */
+static const char *put_str(char **p, const char *s)
+{
+    size_t n = strlen(nz(s)) + 1;
+    char *dst = *p;
+
+    memcpy(dst, nz(s), n);
+    *p += n;
+    return dst;
+}
+
+int store_submit_alert(store_t *st, uint64_t tag, const store_alert_t *a)
+{
+    const char *strs[9];
+    size_t extra = 0, i;
+    store_item_t *it;
+    char *p;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    if (!a || !a->host || !*a->host || !a->kind || !a->key || !*a->key || !a->severity)
+        return UV_EINVAL;
+    strs[0] = a->netns;
+    strs[1] = a->kind;
+    strs[2] = a->subject;
+    strs[3] = a->key;
+    strs[4] = a->severity;
+    strs[5] = a->summary;
+    strs[6] = a->evidence;
+    strs[7] = a->last_evidence;
+    strs[8] = NULL;
+    for (i = 0; i < 8; i++)
+        extra += strlen(nz(strs[i])) + 1;
+    it = item_new(STORE_OP_ALERT, tag, a->host, extra);
+    if (!it)
+        return UV_ENOMEM;
+    p = it->mem + strlen(it->mem) + 1;
+    it->alert = *a;
+    it->alert.host = it->mem;
+    it->alert.netns = put_str(&p, a->netns);
+    it->alert.kind = put_str(&p, a->kind);
+    it->alert.subject = put_str(&p, a->subject);
+    it->alert.key = put_str(&p, a->key);
+    it->alert.severity = put_str(&p, a->severity);
+    it->alert.summary = put_str(&p, a->summary);
+    it->alert.evidence = a->evidence ? put_str(&p, a->evidence) : NULL;
+    it->alert.last_evidence = put_str(&p, a->last_evidence ? a->last_evidence : "{}");
+    it->forced = 1;
     return submit(st, it);
 }
 
@@ -791,4 +862,34 @@ int store_reader_snapshot_at(store_reader_t *rd, const char *identity, const cha
     if (!identity)
         return UV_EINVAL;
     return rd->be->snapshot_at(rd->db, identity, netns, at_ms, out);
+}
+
+int store_reader_alerts(store_reader_t *rd, const store_alert_query_t *q, store_alert_list_t **out)
+{
+    *out = NULL;
+    if (!q || q->active < -1 || q->active > 1)
+        return UV_EINVAL;
+    return rd->be->alerts(rd->db, q, out);
+}
+
+void store_alert_list_free(store_alert_list_t *list)
+{
+    size_t i;
+
+    if (!list)
+        return;
+    for (i = 0; i < list->n; i++) {
+        store_alert_t *a = &list->alerts[i];
+        free((void *)a->host);
+        free((void *)a->netns);
+        free((void *)a->kind);
+        free((void *)a->subject);
+        free((void *)a->key);
+        free((void *)a->severity);
+        free((void *)a->summary);
+        free((void *)a->evidence);
+        free((void *)a->last_evidence);
+    }
+    free(list->alerts);
+    free(list);
 }

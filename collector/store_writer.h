@@ -40,6 +40,9 @@ struct store_backend_s {
      * caller's transaction. *out_more = 1 when a limit was reached (call again). */
     int (*purge_chunk)(store_db_t *db, int64_t older_than_ms, unsigned limit, uint64_t *out_deleted,
                        int *out_more);
+    /* Upserts one alert (store_alert_t semantics); *out_id = its id, 0 when the row was already
+     * resolved and so left alone. */
+    int (*upsert_alert)(store_db_t *db, const store_alert_t *a, int64_t *out_id);
 
     /* Reader side: the semantics of the store_reader_* function of the same name. */
     int (*last_seq)(store_db_t *db, const char *identity, uint64_t *out);
@@ -49,6 +52,7 @@ struct store_backend_s {
                    int64_t step_ms, store_point_t **out_points, size_t *out_n);
     int (*snapshot_at)(store_db_t *db, const char *identity, const char *netns, int64_t at_ms,
                        store_blob_t *out);
+    int (*alerts)(store_db_t *db, const store_alert_query_t *q, store_alert_list_t **out);
 };
 
 /* The default backend (store_sqlite.c). */

@@ -351,7 +351,7 @@ static void test_store_and_read_back(void **state)
     /* Stored as documented: BYTEA blob, BIGINT times, NULL for what was not reported. */
     assert_int_equal(psql_num(DBNAME, "SELECT count(*) FROM snapshots WHERE udp_in_use IS NULL"),
                      N / 3);
-    assert_int_equal(psql_num(DBNAME, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    assert_int_equal(psql_num(DBNAME, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
     assert_int_equal(psql_num(DBNAME, "SELECT count(*) FROM information_schema.columns"
                                       " WHERE table_name = 'snapshots' AND column_name = 'data'"
                                       " AND data_type = 'bytea'"),
@@ -955,6 +955,114 @@ static void test_concurrent_reader(void **state)
     fx_free(fx);
 }
 
+/* Alerts (issue 4): upsert by episode key, a resolved row is final, queries filter and order;
+ * an alert is accepted while snapshots fill the queue; keep_decoded hands new snapshots over. */
+static void alert_row(store_alert_t *a, const char *host, const char *key, int active,
+                      int64_t raised, int64_t resolved, const char *ev)
+{
+    memset(a, 0, sizeof(*a));
+    a->host = host;
+    a->netns = "";
+    a->kind = "pressure";
+    a->subject = "";
+    a->key = key;
+    a->severity = "critical";
+    a->active = active;
+    a->raised_at_ms = raised;
+    a->resolved_at_ms = resolved;
+    a->last_notified_at_ms = resolved ? raised : raised + 5;
+    a->summary = active ? "high" : "back";
+    a->evidence = ev;
+    a->last_evidence = ev ? ev : "{\"last\":1}";
+}
+
+static void test_alerts_table(void **state)
+{
+    store_options_t o = {.queue_max = 2, .keep_decoded = 1};
+    int64_t t = epw_now_ms();
+    store_alert_query_t q = {-1, NULL, 0, 0};
+    store_alert_list_t *l = NULL;
+    store_reader_t *rd;
+    store_alert_t a;
+    fx_t *fx = fx_new();
+
+    (void)state;
+    fx_open(fx, &o);
+    /* keep_decoded: the new snapshot comes decoded, its resend does not. */
+    submit_snap(fx, 1, 1, t, 97.0, "");
+    fx_wait(fx, 1);
+    assert_non_null(fx->res[0].r.snapshot);
+    submit_snap(fx, 1, 1, t, 97.0, "");
+    fx_wait(fx, 2);
+    assert_int_equal(fx->res[1].r.outcome, STORE_DUPLICATE);
+    assert_null(fx->res[1].r.snapshot);
+
+    store_set_paused(fx->st, 1);
+    submit_snap(fx, 0, 2, t + 1, 1.0, "");
+    submit_snap(fx, 0, 3, t + 2, 1.0, "");
+    alert_row(&a, "web1", "web1/pressure@1", 1, t, 0, "{\"value_pct\":97}");
+    assert_int_equal(store_submit_alert(fx->st, 9, &a), 0);  /* the queue is full: still taken */
+    alert_row(&a, "web1", "web1/pressure@1", 1, t, 0, NULL); /* renotify: evidence kept */
+    assert_int_equal(store_submit_alert(fx->st, 10, &a), 0);
+    alert_row(&a, "web2", "web2/pressure@2", 1, t + 10, 0, "{\"value_pct\":91}");
+    assert_int_equal(store_submit_alert(fx->st, 11, &a), 0);
+    store_set_paused(fx->st, 0);
+    fx_wait(fx, 7);
+    assert_int_equal(fx->res[4].r.op, STORE_OP_ALERT);
+    assert_int_equal(fx->res[4].r.outcome, STORE_NEW);
+    assert_true(fx->res[4].r.alert_id > 0);
+    assert_int_equal(fx->res[5].r.alert_id, fx->res[4].r.alert_id);
+
+    alert_row(&a, "web1", "web1/pressure@1", 0, t, t + 100, "{\"value_pct\":3}");
+    a.evidence = NULL;
+    assert_int_equal(store_submit_alert(fx->st, 12, &a), 0);
+    alert_row(&a, "web1", "web1/pressure@1", 1, t, 0, "{\"late\":1}"); /* never revived */
+    assert_int_equal(store_submit_alert(fx->st, 13, &a), 0);
+    fx_wait(fx, 9);
+    assert_int_equal(fx->res[8].r.alert_id, 0);
+    a.key = "";
+    assert_int_equal(store_submit_alert(fx->st, 14, &a), UV_EINVAL);
+
+    rd = fx_reader(fx);
+    assert_int_equal(store_reader_alerts(rd, &q, &l), 0);
+    assert_int_equal(l->n, 2);
+    assert_string_equal(l->alerts[0].host, "web2"); /* newest raised first */
+    assert_string_equal(l->alerts[1].key, "web1/pressure@1");
+    assert_int_equal(l->alerts[1].active, 0);
+    assert_int_equal(l->alerts[1].resolved_at_ms, t + 100);
+    assert_int_equal(l->alerts[1].raised_at_ms, t);
+    assert_string_equal(l->alerts[1].evidence, "{\"value_pct\":97}");
+    assert_string_equal(l->alerts[1].last_evidence, "{\"value_pct\":3}");
+    assert_string_equal(l->alerts[1].summary, "back");
+    assert_string_equal(l->alerts[1].severity, "critical");
+    assert_string_equal(l->alerts[0].kind, "pressure");
+    assert_int_equal(l->alerts[0].resolved_at_ms, 0);
+    store_alert_list_free(l);
+    q.active = 1;
+    assert_int_equal(store_reader_alerts(rd, &q, &l), 0);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->alerts[0].host, "web2");
+    store_alert_list_free(l);
+    q.active = -1;
+    q.host = "web1";
+    assert_int_equal(store_reader_alerts(rd, &q, &l), 0);
+    assert_int_equal(l->n, 1);
+    store_alert_list_free(l);
+    q.host = NULL;
+    q.since_ms = t + 101; /* web1 ended before: only the active one */
+    assert_int_equal(store_reader_alerts(rd, &q, &l), 0);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->alerts[0].host, "web2");
+    store_alert_list_free(l);
+    q.since_ms = 0;
+    q.limit = 1;
+    assert_int_equal(store_reader_alerts(rd, &q, &l), 0);
+    assert_int_equal(l->n, 1);
+    store_alert_list_free(l);
+    store_reader_close(rd);
+    fx_free(fx);
+}
+
 static void test_open_errors(void **state)
 {
     store_options_t o;
@@ -1041,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_connection_lost_idle),
         cmocka_unit_test(test_connection_lost_mid_batch),
         cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_alerts_table),
         cmocka_unit_test(test_open_errors),
     };
     int rc = load_server();
