@@ -21,6 +21,7 @@
 #include "epw_util.h"
 #include "procfd_linux.h"
 #include "procparse_linux.h"
+#include "sampler_common.h"
 
 #define SAMPLER__SUB "sampler"
 /* More namespaces than this in one pass are left out (with a note): bounds time and memory. */
@@ -434,26 +435,6 @@ static int sampler__ranges(analysis_t *an, Epw__Snapshot *notes)
     return rc;
 }
 
-/* Moves every note of `from` to the end of `to`. */
-static int sampler__move_notes(Epw__Snapshot *from, Epw__Snapshot *to)
-{
-    char **n;
-    size_t i;
-
-    if (from->n_notes == 0)
-        return 0;
-    n = realloc(to->notes, (to->n_notes + from->n_notes) * sizeof(*n));
-    if (!n)
-        return UV_ENOMEM;
-    to->notes = n;
-    for (i = 0; i < from->n_notes; i++)
-        n[to->n_notes++] = from->notes[i];
-    free(from->notes);
-    from->notes = NULL;
-    from->n_notes = 0;
-    return 0;
-}
-
 /*
  * Samples the network namespace the calling thread is in. `pre` holds notes gathered before
  * (moved into the snapshot). `t0` is when the whole sample began (uv_hrtime), so the duration
@@ -474,10 +455,7 @@ static int sampler__sample_ns(sampler_t *s, const procfd_map_t *map, const char 
     Epw__Snapshot *snap = NULL;
     Epw__Snapshot *notes = NULL;
     diag_t *diag = NULL;
-    char host[256];
-    size_t hlen = sizeof(host);
     int64_t taken;
-    uint64_t dt;
     size_t i;
     int rc;
 
@@ -547,18 +525,15 @@ static int sampler__sample_ns(sampler_t *s, const procfd_map_t *map, const char 
     if (rc)
         goto out;
 
-    if (uv_os_gethostname(host, &hlen) != 0)
-        host[0] = '\0';
-    epw_snap_strfree(snap->hostname);
-    snap->hostname = epw_snap_strdup(host);
+    rc = sampler_common_stamp(snap, EPW__PLATFORM__LINUX, taken);
+    if (rc)
+        goto out;
     epw_snap_strfree(snap->netns);
     snap->netns = epw_snap_strdup(netns);
-    if (!snap->hostname || !snap->netns) {
+    if (!snap->netns) {
         rc = UV_ENOMEM;
         goto out;
     }
-    snap->platform = EPW__PLATFORM__LINUX;
-    snap->taken_at_ms = taken;
     snap->time_wait->seconds = SAMPLER__TIME_WAIT_S;
     snap->time_wait->is_default = 1;
     if (!s->bound_inactive) {
@@ -569,13 +544,12 @@ static int sampler__sample_ns(sampler_t *s, const procfd_map_t *map, const char 
         if (rc)
             goto out;
     }
-    rc = sampler__move_notes(pre, snap);
+    rc = sampler_common_move_notes(pre, snap);
     if (rc == 0)
-        rc = sampler__move_notes(notes, snap);
+        rc = sampler_common_move_notes(notes, snap);
     if (rc)
         goto out;
-    dt = (uv_hrtime() - t0) / 1000u;
-    snap->sample_duration_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    sampler_common_finish_duration(snap, t0);
     *out = snap;
     snap = NULL;
 out:
@@ -817,7 +791,7 @@ static int sampler__all_netns(sampler_t *s, const procfd_map_t *map, uint64_t t0
             goto out;
     }
     if (*n > 0)
-        rc = sampler__move_notes(skipped, (*arr)[0]);
+        rc = sampler_common_move_notes(skipped, (*arr)[0]);
 out:
     if (self_fd >= 0)
         close(self_fd);

@@ -17,6 +17,7 @@
 #include "epw_snap.h"
 #include "epw_util.h"
 #include "sampler.h"
+#include "sampler_common.h"
 #include "sockrow.h"
 #include "winevents_win.h"
 #include "winrange_win.h"
@@ -473,25 +474,6 @@ void sampler_destroy(sampler_t *s)
     free(s);
 }
 
-static int sampler__move_notes(Epw__Snapshot *from, Epw__Snapshot *to)
-{
-    char **n;
-    size_t i;
-
-    if (from->n_notes == 0)
-        return 0;
-    n = realloc(to->notes, (to->n_notes + from->n_notes) * sizeof(*n));
-    if (!n)
-        return UV_ENOMEM;
-    to->notes = n;
-    for (i = 0; i < from->n_notes; i++)
-        n[to->n_notes++] = from->notes[i];
-    free(from->notes);
-    from->notes = NULL;
-    from->n_notes = 0;
-    return 0;
-}
-
 int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
 {
     static const struct {
@@ -504,8 +486,6 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     analysis_t *an = NULL;
     Epw__Snapshot *snap = NULL, *notes = NULL, **arr = NULL;
     void *table = NULL;
-    char host[256];
-    size_t hlen = sizeof(host);
     uint64_t t0 = uv_hrtime(), dt;
     uint32_t nrows = 0;
     int64_t taken = epw_now_ms();
@@ -568,25 +548,17 @@ int sampler_sample(sampler_t *s, Epw__Snapshot ***out, size_t *n_out)
     if (rc)
         goto out;
 
-    if (uv_os_gethostname(host, &hlen) != 0)
-        host[0] = '\0';
-    epw_snap_strfree(snap->hostname);
-    snap->hostname = epw_snap_strdup(host);
-    if (!snap->hostname) {
-        rc = UV_ENOMEM;
+    rc = sampler_common_stamp(snap, EPW__PLATFORM__WINDOWS, taken);
+    if (rc)
         goto out;
-    }
-    snap->platform = EPW__PLATFORM__WINDOWS;
-    snap->taken_at_ms = taken;
     sampler__time_wait(snap->time_wait);
-    rc = sampler__move_notes(notes, snap);
+    rc = sampler_common_move_notes(notes, snap);
     if (rc)
         goto out;
     rc = sampler__events(s, snap);
     if (rc)
         goto out;
-    dt = (uv_hrtime() - t0) / 1000u;
-    snap->sample_duration_us = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    dt = sampler_common_finish_duration(snap, t0);
     EPW_DEBUG(SAMPLER__SUB, "%lu rows in %lu us", (unsigned long)nrows, (unsigned long)dt);
     arr[0] = snap;
     snap = NULL;

@@ -11,6 +11,7 @@
 #include "epw_json.h"
 #include "epw_log.h"
 #include "epw_snap.h"
+#include "epw_stats.h"
 #include "epw_util.h"
 #include "http_resp.h"
 #include "http_router.h"
@@ -88,24 +89,10 @@ const char *api_status_name(api_status_t s)
 
 const char *api_alert_kind_name(detect_kind_t kind)
 {
-    switch (kind) {
-    case DETECT_PRESSURE:
-    case DETECT_PROTOCOL:
+    /* The API says "threshold" for both level rules; every other kind keeps the rules' name. */
+    if (kind == DETECT_PRESSURE || kind == DETECT_PROTOCOL)
         return "threshold";
-    case DETECT_TREND:
-        return "trend";
-    case DETECT_LEAK:
-        return "leak";
-    case DETECT_KERNEL_LEAK:
-        return "kernel_leak";
-    case DETECT_OS_EVENT:
-        return "os_event";
-    case DETECT_PORT_STARVED:
-        return "port_starved";
-    case DETECT_SILENT:
-        return "silent";
-    }
-    return "unknown";
+    return detect_kind_name(kind);
 }
 
 /* ---- reader pool (any thread) ------------------------------------------------------------------
@@ -201,22 +188,15 @@ static int parse_when(const char *text, int64_t now, int64_t *out)
 /* Least-squares slope of (t, pct) in percent per hour; 0 with fewer than two distinct times. */
 static double slope_pct_per_hour(const store_point_t *p, size_t n)
 {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0, x, den;
+    epw_linfit_t acc;
+    epw_line_t line;
     size_t i;
 
-    if (n < 2)
-        return 0;
-    for (i = 0; i < n; i++) {
-        x = (double)(p[i].bucket_ms - p[0].bucket_ms) / 3600000.0;
-        sx += x;
-        sy += p[i].avg_pct;
-        sxx += x * x;
-        sxy += x * p[i].avg_pct;
-    }
-    den = (double)n * sxx - sx * sx;
-    if (den <= 0 || !isfinite(den))
-        return 0;
-    return ((double)n * sxy - sx * sy) / den;
+    epw_linfit_init(&acc);
+    for (i = 0; i < n; i++)
+        epw_linfit_add(&acc, (double)(p[i].bucket_ms - p[0].bucket_ms) / 3600000.0, p[i].avg_pct);
+    epw_linfit_line(&acc, &line);
+    return isfinite(line.slope) ? line.slope : 0;
 }
 
 /* ---- the work items (store reads on the thread pool) ----------------------------------------- */

@@ -193,6 +193,23 @@ static void grid_free(grid_t *g)
     g->ncells = g->cap = 0;
 }
 
+/* Renders the grid after what `b` holds and hands the text to *out (0 or UV_ENOMEM). Releases the
+ * grid and, on failure, the text: `b` is empty afterwards either way. */
+static int grid_take(grid_t *g, rbuf_t *b, char **out)
+{
+    int rc = UV_ENOMEM;
+
+    if (!g->oom) {
+        grid_render(g, b);
+        rc = rbuf_take(b, out);
+    } else {
+        free(b->p);
+    }
+    b->p = NULL;
+    grid_free(g);
+    return rc;
+}
+
 /* ---- JSON accessors that tolerate missing keys ---- */
 
 static const char *j_str(const cJSON *o, const char *key)
@@ -223,6 +240,17 @@ static void j_ago(const cJSON *o, const char *key, const cli_style_t *st, char *
         return;
     }
     cli_format_ago(st->now_ms, ms, buf, len);
+}
+
+/* A cell for the number at `key` with `decimals` digits and `unit` after it; "-" when absent. */
+static void grid_num(grid_t *g, const cJSON *o, const char *key, int decimals, const char *unit)
+{
+    double v;
+
+    if (j_num(o, key, &v))
+        grid_cellf(g, "%.*f%s", decimals, v, unit);
+    else
+        grid_cell(g, NULL);
 }
 
 /* ---- small pieces ---- */
@@ -413,7 +441,6 @@ int cli_render_hosts(const cJSON *arr, const cli_style_t *st, char **out)
                 0};
     rbuf_t b = {0};
     const cJSON *o;
-    int rc;
 
     if (out)
         *out = NULL;
@@ -430,10 +457,7 @@ int cli_render_hosts(const cJSON *arr, const cli_style_t *st, char **out)
         double v;
 
         grid_cell(&g, j_str(o, "host"));
-        if (j_num(o, "pressure_pct", &v))
-            grid_cellf(&g, "%.1f%%", v);
-        else
-            grid_cell(&g, NULL);
+        grid_num(&g, o, "pressure_pct", 1, "%");
         grid_cell(&g, j_str(o, "status"));
         if (j_num(o, "trend_pct_per_hour", &v))
             grid_cellf(&g, "%s %+.1f%%/h", cli_trend_arrow(v, st->ascii), v);
@@ -441,10 +465,7 @@ int cli_render_hosts(const cJSON *arr, const cli_style_t *st, char **out)
             grid_cell(&g, cli_trend_arrow(0, st->ascii));
         j_ago(o, "last_seen", st, ago, sizeof(ago));
         grid_cell(&g, ago);
-        if (j_num(o, "active_alerts", &v))
-            grid_cellf(&g, "%.0f", v);
-        else
-            grid_cell(&g, NULL);
+        grid_num(&g, o, "active_alerts", 0, "");
         if (cJSON_IsObject(tp)) {
             const char *name = j_str(tp, "name");
             double pid = 0, ports = 0;
@@ -456,17 +477,7 @@ int cli_render_hosts(const cJSON *arr, const cli_style_t *st, char **out)
             grid_cell(&g, NULL);
         }
     }
-    if (g.oom) {
-        rc = UV_ENOMEM;
-        goto out;
-    }
-    grid_render(&g, &b);
-    rc = rbuf_take(&b, out);
-    b.p = NULL;
-out:
-    free(b.p);
-    grid_free(&g);
-    return rc;
+    return grid_take(&g, &b, out);
 }
 
 /* ---- alerts ---- */
@@ -482,7 +493,6 @@ int cli_render_alerts(const cJSON *arr, const cli_style_t *st, char **out)
                 0};
     rbuf_t b = {0};
     const cJSON *o;
-    int rc;
 
     if (out)
         *out = NULL;
@@ -496,12 +506,8 @@ int cli_render_alerts(const cJSON *arr, const cli_style_t *st, char **out)
     {
         const cJSON *active = cJSON_GetObjectItemCaseSensitive(o, "active");
         char ago[32];
-        double id;
 
-        if (j_num(o, "id", &id))
-            grid_cellf(&g, "%.0f", id);
-        else
-            grid_cell(&g, NULL);
+        grid_num(&g, o, "id", 0, "");
         grid_cell(&g, j_str(o, "host"));
         grid_cell(&g, j_str(o, "kind"));
         grid_cell(&g, j_str(o, "severity"));
@@ -512,17 +518,7 @@ int cli_render_alerts(const cJSON *arr, const cli_style_t *st, char **out)
         grid_cell(&g, ago);
         grid_cell(&g, j_str(o, "summary"));
     }
-    if (g.oom) {
-        rc = UV_ENOMEM;
-        goto out;
-    }
-    grid_render(&g, &b);
-    rc = rbuf_take(&b, out);
-    b.p = NULL;
-out:
-    free(b.p);
-    grid_free(&g);
-    return rc;
+    return grid_take(&g, &b, out);
 }
 
 /* ---- history ---- */
@@ -619,7 +615,7 @@ int cli_render_history(const cJSON *obj, const cli_style_t *st, char **out)
     }
     cJSON_ArrayForEach(p, points)
     {
-        double m, a, s;
+        double m;
 
         grid_cell(&g, j_str(p, "t"));
         if (j_num(p, "max_pct", &m)) {
@@ -631,14 +627,8 @@ int cli_render_history(const cJSON *obj, const cli_style_t *st, char **out)
         } else {
             grid_cell(&g, NULL);
         }
-        if (j_num(p, "avg_pct", &a))
-            grid_cellf(&g, "%.1f", a);
-        else
-            grid_cell(&g, NULL);
-        if (j_num(p, "samples", &s))
-            grid_cellf(&g, "%.0f", s);
-        else
-            grid_cell(&g, NULL);
+        grid_num(&g, p, "avg_pct", 1, "");
+        grid_num(&g, p, "samples", 0, "");
     }
     rc = history_series(obj, points, &series, &n);
     if (rc)
@@ -652,13 +642,7 @@ int cli_render_history(const cJSON *obj, const cli_style_t *st, char **out)
     if (!isnan(peak))
         rbuf_printf(&b, "  peak %.1f%% at %s", peak, peak_t ? peak_t : "?");
     rbuf_puts(&b, "\n\n");
-    if (g.oom) {
-        rc = UV_ENOMEM;
-        goto out;
-    }
-    grid_render(&g, &b);
-    rc = rbuf_take(&b, out);
-    b.p = NULL;
+    rc = grid_take(&g, &b, out);
 out:
     free(b.p);
     free(spark);

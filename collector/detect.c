@@ -13,6 +13,7 @@
 
 #include "epw_err.h"
 #include "epw_snap.h"
+#include "epw_stats.h"
 #include "epw_util.h"
 
 /* A series keeps at most about this many points per window: denser samples overwrite the newest
@@ -409,32 +410,21 @@ typedef struct fit_s {
 /* Least squares over p[0..n-1], n >= 1. */
 static void fit_points(const pt_t *p, size_t n, fit_t *f)
 {
+    epw_linfit_t acc;
+    epw_line_t line;
     size_t i;
-    double mx = 0, my = 0, sxx = 0, sxy = 0, syy = 0;
     int64_t tl = p[n - 1].t;
 
     memset(f, 0, sizeof(*f));
     f->span_ms = tl - p[0].t;
     /* x in minutes relative to the newest point: small numbers, and at_last is the intercept. */
-    for (i = 0; i < n; i++) {
-        mx += (double)(p[i].t - tl) / 60000.0;
-        my += p[i].v;
-    }
-    mx /= (double)n;
-    my /= (double)n;
-    for (i = 0; i < n; i++) {
-        double dx = (double)(p[i].t - tl) / 60000.0 - mx;
-        double dy = p[i].v - my;
-
-        sxx += dx * dx;
-        sxy += dx * dy;
-        syy += dy * dy;
-    }
-    if (sxx > 0)
-        f->slope_per_min = sxy / sxx;
-    f->at_last = my - f->slope_per_min * mx;
-    if (sxx > 0 && syy > 0)
-        f->r2 = (sxy * sxy) / (sxx * syy);
+    epw_linfit_init(&acc);
+    for (i = 0; i < n; i++)
+        epw_linfit_add(&acc, (double)(p[i].t - tl) / 60000.0, p[i].v);
+    epw_linfit_line(&acc, &line);
+    f->slope_per_min = line.slope;
+    f->at_last = line.intercept;
+    f->r2 = line.r2;
 }
 
 static void fit_series(const series_t *s, fit_t *f)
