@@ -161,7 +161,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         url = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(url.query))
-        now = dt.datetime.now(dt.timezone.utc)
+        # The CLI reads its clock before it sends the request, so our "now" may run ahead of
+        # its: step back a whole 2 s so "7 minutes ago" never renders as "6m ago".
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
         parts = [urllib.parse.unquote(p) for p in url.path.split("/")]
         hosts = {h["host"] for h in canned_hosts(now)}
         if url.path == "/api/v1/health":
