@@ -60,6 +60,11 @@ if want windows; then
     # mingw-w64 cross build of the agent and its portable tests, run under Wine (issue 5).
     stage "windows: cross-build, tests under Wine"
     bash agent/windows/cross-build.sh build-ci-windows
+    stage "windows: a second run reuses the cached libraries"
+    EPW_WIN_SKIP_TESTS=1 bash agent/windows/cross-build.sh build-ci-windows 2>&1 |
+        tee build-ci-windows.rerun.log | tail -n 5
+    grep -q "reusing cached Windows dependencies" build-ci-windows.rerun.log ||
+        { echo "FAIL: the second cross-build did not reuse the cached libraries" >&2; exit 1; }
 fi
 
 stage "all stages passed"

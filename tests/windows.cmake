@@ -16,6 +16,10 @@ if(WIN32)
         # Continuous mode, as the service runs: it subscribes to the event log (unavailable under
         # Wine, which the snapshot must say); --once never takes events from the service.
         set_tests_properties(wine_sockets PROPERTIES TIMEOUT 120 LABELS wine)
+        add_test(NAME wine_sockets_once
+                 COMMAND ${EPW_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/integration/wine_sockets.py
+                         ${CMAKE_CROSSCOMPILING_EMULATOR} $<TARGET_FILE:epwatch-agent> --once --json)
+        set_tests_properties(wine_sockets_once PROPERTIES TIMEOUT 120 LABELS wine)
     endif()
 endif()
 
@@ -34,7 +38,8 @@ if(WIN32 AND CMAKE_CROSSCOMPILING_EMULATOR)
         set_tests_properties(win_policy PROPERTIES TIMEOUT 120 LABELS wine
                              RESOURCE_LOCK epw_wine_policy_key)
         if(TEST wine_sockets)
-            set_tests_properties(wine_sockets PROPERTIES RESOURCE_LOCK epw_wine_policy_key)
+            set_tests_properties(wine_sockets wine_sockets_once PROPERTIES
+                                 RESOURCE_LOCK epw_wine_policy_key)
         endif()
     endif()
     # The MSI end to end in its own fresh prefix, streaming to the Linux collector. That comes
