@@ -2,7 +2,8 @@
 # collector_conf.c) on a real loop and SQLite store, and the end-to-end exhaustion test: a real
 # agent, collector, webhook receiver and operator CLI in a network namespace the test creates.
 if(EPW_BUILD_COLLECTOR AND NOT WIN32 AND TARGET epw_collector_core)
-    epw_unit_test(alerts LIBS epw_collector_core TIMEOUT 60)
+    epw_unit_test(alerts LIBS epw_collector_core
+                  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/support/epw_testsnap.c TIMEOUT 60)
 endif()
 
 if(EPW_BUILD_COLLECTOR AND NOT WIN32 AND TARGET epwatch-collector AND TARGET epwatch-agent

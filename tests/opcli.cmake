@@ -4,7 +4,8 @@ if(NOT TARGET epwatch)
     return()
 endif()
 
-epw_unit_test(cli_render LIBS epw_cli epw_common)
+epw_unit_test(cli_render LIBS epw_cli epw_common
+              SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/support/epw_testsnap.c)
 
 find_program(EPW_PYTHON3 python3)
 find_program(EPW_OPENSSL openssl)

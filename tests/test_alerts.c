@@ -21,6 +21,7 @@
 #include "epw_snap.h"
 #include "ingest.h"
 #include "store.h"
+#include "support/epw_testsnap.h"
 
 #define T0  1700000000000LL
 #define SEC 1000LL
@@ -147,8 +148,6 @@ static void run_until(fx_t *fx, const uint64_t *counter, uint64_t want)
 static Epw__Snapshot *mk_snap(uint64_t seq, int64_t t, double pressure)
 {
     Epw__Snapshot *s = epw_snap_new();
-    Epw__DestinationUsage *d;
-    Epw__ProcessUsage *p;
 
     assert_non_null(s);
     s->seq = seq;
@@ -156,20 +155,9 @@ static Epw__Snapshot *mk_snap(uint64_t seq, int64_t t, double pressure)
     s->hostname = epw_snap_strdup("web01");
     s->pressure_pct = pressure;
     s->pressure_source = epw_snap_strdup("destination 127.0.0.1 -> 127.0.0.1:8080");
-    d = EPW_SNAP_APPEND(s, destinations, epw__destination_usage__init);
-    assert_non_null(d);
-    d->local_address = epw_snap_strdup("127.0.0.1");
-    d->remote_address = epw_snap_strdup("127.0.0.1");
-    d->remote_port = 8080;
-    d->protocol = EPW__PROTOCOL__TCP;
-    d->connections = (uint32_t)(pressure / 2);
-    d->free_ports = 50;
-    d->usage_pct = pressure;
-    p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-    assert_non_null(p);
-    p->pid = 4242;
-    p->name = epw_snap_strdup("python3");
-    p->ports = (uint32_t)(pressure / 2);
+    epw_testsnap_destination(s, "127.0.0.1", "127.0.0.1", 8080, (uint32_t)(pressure / 2), 50,
+                             pressure);
+    epw_testsnap_process(s, 4242, "python3", (uint32_t)(pressure / 2), 0);
     return s;
 }
 
@@ -177,12 +165,10 @@ static Epw__Snapshot *mk_snap(uint64_t seq, int64_t t, double pressure)
 static void feed(fx_t *fx, uint64_t seq, int64_t t, double pressure)
 {
     Epw__Snapshot *s = mk_snap(seq, t, pressure);
-    size_t len = epw__snapshot__get_packed_size(s);
-    uint8_t *buf = malloc(len ? len : 1);
+    size_t len;
+    uint8_t *buf = epw_testsnap_pack(s, &len);
     uint64_t want = fx->snapshots_done + 1;
 
-    assert_non_null(buf);
-    epw__snapshot__pack(s, buf);
     assert_int_equal(store_submit_snapshot(fx->store, INGEST_TAG_FOREIGN | seq, "web01", buf, len),
                      0);
     free(buf);

@@ -19,9 +19,11 @@
 #include "epw_err.h"
 #include "epw_json.h"
 #include "epw_log.h"
+#include "epw_snap.h"
 #include "epw_testcerts.h"
 #include "epw_util.h"
 #include "store.h"
+#include "support/epw_testsnap.h"
 
 #define MIN_MS 60000
 #define TOKEN  "s3cr3t-token_1"
@@ -94,68 +96,28 @@ static char *cert(char *buf, size_t len, const char *name)
 static uint8_t *make_snap(const char *hostname, uint64_t seq, int64_t taken_at, double pct,
                           size_t *len)
 {
-    Epw__Snapshot s;
-    Epw__HostUsage tcp, udp, *hosts[2] = {&tcp, &udp};
-    Epw__DestinationUsage d1, *dests[1] = {&d1};
-    Epw__ProcessUsage p1, p2, *procs[2] = {&p1, &p2};
-    Epw__StateCount sc, *states[1] = {&sc};
-    char hn[64], src[] = "host tcp", l[] = "10.0.0.5", r1[] = "10.0.0.9", n1[] = "nginx",
-                 n2[] = "java", est[] = "ESTABLISHED", note[] = "a note";
-    char *notes[1] = {note};
+    Epw__Snapshot *s = epw_snap_new();
     uint8_t *buf;
 
-    snprintf(hn, sizeof(hn), "%s", hostname);
-    epw__snapshot__init(&s);
-    epw__host_usage__init(&tcp);
-    epw__host_usage__init(&udp);
-    epw__destination_usage__init(&d1);
-    epw__process_usage__init(&p1);
-    epw__process_usage__init(&p2);
-    epw__state_count__init(&sc);
-    s.seq = seq;
-    s.taken_at_ms = taken_at;
-    s.hostname = hn;
-    s.platform = EPW__PLATFORM__LINUX;
-    s.pressure_pct = pct;
-    s.pressure_source = src;
-    tcp.protocol = EPW__PROTOCOL__TCP;
-    tcp.ports_in_use = 1200 + (uint32_t)seq;
-    tcp.max_ports = 28232;
-    tcp.usage_pct = 4.3;
-    udp.protocol = EPW__PROTOCOL__UDP;
-    udp.ports_in_use = 7;
-    udp.max_ports = 28232;
-    s.host = hosts;
-    s.n_host = 2;
-    d1.local_address = l;
-    d1.remote_address = r1;
-    d1.remote_port = 443;
-    d1.protocol = EPW__PROTOCOL__TCP;
-    d1.connections = 900;
-    d1.usage_pct = pct;
-    s.destinations = dests;
-    s.n_destinations = 1;
-    s.destination_count = 1;
-    sc.state = est;
-    sc.count = 1100;
-    s.states = states;
-    s.n_states = 1;
-    p1.pid = 10;
-    p1.name = n1;
-    p1.ports = 50;
-    p2.pid = 20;
-    p2.name = n2;
-    p2.ports = 700;
-    s.top_processes = procs;
-    s.n_top_processes = 2;
-    s.kernel_ports = 3;
-    s.total_sockets = 1500;
-    s.notes = notes;
-    s.n_notes = 1;
-    *len = epw__snapshot__get_packed_size(&s);
-    buf = malloc(*len);
-    assert_non_null(buf);
-    assert_int_equal(epw__snapshot__pack(&s, buf), *len);
+    assert_non_null(s);
+    s->seq = seq;
+    s->taken_at_ms = taken_at;
+    s->hostname = epw_snap_strdup(hostname);
+    s->platform = EPW__PLATFORM__LINUX;
+    s->pressure_pct = pct;
+    s->pressure_source = epw_snap_strdup("host tcp");
+    epw_testsnap_host(s, EPW__PROTOCOL__TCP, 1200 + (uint32_t)seq, 28232, 4.3);
+    epw_testsnap_host(s, EPW__PROTOCOL__UDP, 7, 28232, 0);
+    epw_testsnap_destination(s, "10.0.0.5", "10.0.0.9", 443, 900, 0, pct);
+    s->destination_count = 1;
+    epw_testsnap_state(s, "ESTABLISHED", 1100);
+    epw_testsnap_process(s, 10, "nginx", 50, 0);
+    epw_testsnap_process(s, 20, "java", 700, 0);
+    s->kernel_ports = 3;
+    s->total_sockets = 1500;
+    assert_int_equal(epw_snap_add_note(s, "a note"), 0);
+    buf = epw_testsnap_pack(s, len);
+    epw_snap_free(s);
     return buf;
 }
 

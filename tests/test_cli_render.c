@@ -18,6 +18,7 @@
 #include "epw_json.h"
 #include "epw_snap.h"
 #include "epw_table.h"
+#include "support/epw_testsnap.h"
 
 /* 2026-11-25T17:57:22Z */
 #define T0 1795629442000LL
@@ -328,17 +329,7 @@ static void test_history(void **state)
 static void add_address(Epw__Snapshot *s, const char *addr, Epw__Protocol proto, Epw__Family family,
                         uint32_t in_use, double pct)
 {
-    Epw__AddressUsage *a = EPW_SNAP_APPEND(s, addresses, epw__address_usage__init);
-
-    assert_non_null(a);
-    a->local_address = epw_snap_strdup(addr);
-    a->protocol = proto;
-    a->family = family;
-    a->ports_in_use = in_use;
-    a->max_ports = 28232;
-    a->usage_pct = pct;
-    a->listening_ports = 4;
-    a->pids = 9;
+    epw_testsnap_address(s, addr, proto, family, in_use, 28232, pct, 4, 9);
 }
 
 /* A snapshot with every field set, and values that stress the conversions (fractions, large
@@ -346,14 +337,8 @@ static void add_address(Epw__Snapshot *s, const char *addr, Epw__Protocol proto,
 static Epw__Snapshot *full_snap(void)
 {
     Epw__Snapshot *s = epw_snap_new();
-    Epw__PortRange *r;
-    Epw__HostUsage *h;
-    Epw__DestinationUsage *d;
-    Epw__StateCount *st;
-    Epw__ProcessUsage *p;
-    Epw__RemoteUsage *rm;
-    Epw__ExhaustionEvent *e;
     static const char *const states[] = {"ESTABLISHED", "TIME_WAIT", "CLOSE_WAIT"};
+    static const uint32_t listening[] = {22, 5432, 40000};
     size_t i;
 
     assert_non_null(s);
@@ -369,96 +354,39 @@ static Epw__Snapshot *full_snap(void)
     s->pressure_pct = 87.3;
     s->pressure_source = epw_snap_strdup("destination 10.0.0.5:5432");
 
-    r = EPW_SNAP_APPEND(s, ranges, epw__port_range__init);
-    assert_non_null(r);
-    r->protocol = EPW__PROTOCOL__TCP;
-    r->family = EPW__FAMILY__IPV4;
-    r->start = 32768;
-    r->count = 28232;
-    r->source = EPW__RANGE_SOURCE__RANGE_SYSCTL;
-    r = EPW_SNAP_APPEND(s, ranges, epw__port_range__init);
-    assert_non_null(r);
-    r->protocol = EPW__PROTOCOL__UDP;
-    r->family = EPW__FAMILY__IPV6;
-    r->start = 49152;
-    r->count = 16384;
-    r->excluded = 12;
-    r->source = EPW__RANGE_SOURCE__RANGE_DEFAULT;
+    epw_testsnap_range(s, EPW__PROTOCOL__TCP, EPW__FAMILY__IPV4, 32768, 28232, 0,
+                       EPW__RANGE_SOURCE__RANGE_SYSCTL);
+    epw_testsnap_range(s, EPW__PROTOCOL__UDP, EPW__FAMILY__IPV6, 49152, 16384, 12,
+                       EPW__RANGE_SOURCE__RANGE_DEFAULT);
 
     add_address(s, "10.0.0.2", EPW__PROTOCOL__TCP, EPW__FAMILY__IPV4, 24650, 87.3);
     add_address(s, "fe80::1", EPW__PROTOCOL__TCP, EPW__FAMILY__IPV6, 3, 0.01);
     add_address(s, "0.0.0.0", EPW__PROTOCOL__UDP, EPW__FAMILY__IPV4, 17, 0.06);
 
-    h = EPW_SNAP_APPEND(s, host, epw__host_usage__init);
-    assert_non_null(h);
-    h->protocol = EPW__PROTOCOL__TCP;
-    h->ports_in_use = 24653;
-    h->max_ports = 28232;
-    h->usage_pct = 87.32;
-    h = EPW_SNAP_APPEND(s, host, epw__host_usage__init);
-    assert_non_null(h);
-    h->protocol = EPW__PROTOCOL__UDP;
-    h->ports_in_use = 17;
-    h->max_ports = 28232;
-    h->usage_pct = 0.06;
+    epw_testsnap_host(s, EPW__PROTOCOL__TCP, 24653, 28232, 87.32);
+    epw_testsnap_host(s, EPW__PROTOCOL__UDP, 17, 28232, 0.06);
 
-    d = EPW_SNAP_APPEND(s, destinations, epw__destination_usage__init);
-    assert_non_null(d);
-    d->local_address = epw_snap_strdup("10.0.0.2");
-    d->remote_address = epw_snap_strdup("10.0.0.5");
-    d->remote_port = 5432;
-    d->protocol = EPW__PROTOCOL__TCP;
-    d->connections = 24600;
-    d->free_ports = 3632;
-    d->usage_pct = 87.1;
+    epw_testsnap_destination(s, "10.0.0.2", "10.0.0.5", 5432, 24600, 3632, 87.1);
     s->destination_count = 31;
 
-    for (i = 0; i < 3; i++) {
-        st = EPW_SNAP_APPEND(s, states, epw__state_count__init);
-        assert_non_null(st);
-        st->state = epw_snap_strdup(states[i]);
-        st->count = (uint32_t)(1000 * (i + 1));
-    }
+    for (i = 0; i < 3; i++)
+        epw_testsnap_state(s, states[i], (uint32_t)(1000 * (i + 1)));
 
-    p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-    assert_non_null(p);
-    p->pid = 4242;
-    p->name = epw_snap_strdup("pgbouncer");
-    p->ports = 24000;
-    p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-    assert_non_null(p);
-    p->ports = 653;
-    p->other = 1;
+    epw_testsnap_process(s, 4242, "pgbouncer", 24000, 0);
+    epw_testsnap_process(s, 0, NULL, 653, 1);
 
-    rm = EPW_SNAP_APPEND(s, top_remotes, epw__remote_usage__init);
-    assert_non_null(rm);
-    rm->remote_address = epw_snap_strdup("10.0.0.5");
-    rm->remote_port = 5432;
-    rm->connections = 24600;
-    rm = EPW_SNAP_APPEND(s, top_remotes, epw__remote_usage__init);
-    assert_non_null(rm);
-    rm->connections = 53;
-    rm->other = 1;
+    epw_testsnap_remote(s, "10.0.0.5", 5432, 24600, 0);
+    epw_testsnap_remote(s, NULL, 0, 53, 1);
 
     s->kernel_ports = 2;
-    s->listening_ports = malloc(3 * sizeof(*s->listening_ports));
-    assert_non_null(s->listening_ports);
-    s->listening_ports[0] = 22;
-    s->listening_ports[1] = 5432;
-    s->listening_ports[2] = 40000;
-    s->n_listening_ports = 3;
+    epw_testsnap_listening(s, listening, 3);
     s->pid_count = 120;
     s->exclusive_ports = 6;
     s->total_sockets = 25000;
     s->time_wait->seconds = 60;
     s->time_wait->is_default = 1;
 
-    e = EPW_SNAP_APPEND(s, events, epw__exhaustion_event__init);
-    assert_non_null(e);
-    e->event_id = 4231;
-    e->first_ms = T0 - 61250;
-    e->last_ms = T0 - 1;
-    e->count = 7;
+    epw_testsnap_event(s, 4231, 7, T0 - 61250, T0 - 1);
 
     assert_int_equal(epw_snap_add_note(s, "kernel ports %s", "estimated"), 0);
     assert_int_equal(epw_snap_add_note(s, "second note"), 0);

@@ -14,6 +14,7 @@
 #include "epw_config.h"
 #include "epw_err.h"
 #include "epw_snap.h"
+#include "support/epw_testsnap.h"
 
 #define T0     1700000000000LL /* 2023-11-14T22:13:20Z */
 #define SEC    1000LL
@@ -35,56 +36,23 @@ static Epw__Snapshot *snap_at(int64_t t, double pressure)
 
 static void add_proc(Epw__Snapshot *s, uint32_t pid, const char *name, uint32_t ports)
 {
-    Epw__ProcessUsage *p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-
-    assert_non_null(p);
-    p->pid = pid;
-    p->name = epw_snap_strdup(name);
-    p->ports = ports;
+    epw_testsnap_process(s, pid, name, ports, 0);
 }
 
 static void add_other(Epw__Snapshot *s, uint32_t ports)
 {
-    Epw__ProcessUsage *p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-
-    assert_non_null(p);
-    p->name = epw_snap_strdup("other");
-    p->ports = ports;
-    p->other = true;
-}
-
-static void add_event(Epw__Snapshot *s, uint32_t id, uint32_t count, int64_t first, int64_t last)
-{
-    Epw__ExhaustionEvent *e = EPW_SNAP_APPEND(s, events, epw__exhaustion_event__init);
-
-    assert_non_null(e);
-    e->event_id = id;
-    e->count = count;
-    e->first_ms = first;
-    e->last_ms = last;
+    epw_testsnap_process(s, 0, "other", ports, true);
 }
 
 static void add_host(Epw__Snapshot *s, Epw__Protocol proto, double pct)
 {
-    Epw__HostUsage *h = EPW_SNAP_APPEND(s, host, epw__host_usage__init);
-
-    assert_non_null(h);
-    h->protocol = proto;
-    h->usage_pct = pct;
+    epw_testsnap_host(s, proto, 0, 0, pct);
 }
 
 static void add_dest(Epw__Snapshot *s, const char *remote, uint32_t port, uint32_t conns,
                      double pct)
 {
-    Epw__DestinationUsage *d = EPW_SNAP_APPEND(s, destinations, epw__destination_usage__init);
-
-    assert_non_null(d);
-    d->local_address = epw_snap_strdup("10.0.0.5");
-    d->remote_address = epw_snap_strdup(remote);
-    d->remote_port = port;
-    d->protocol = EPW__PROTOCOL__TCP;
-    d->connections = conns;
-    d->usage_pct = pct;
+    epw_testsnap_destination(s, "10.0.0.5", remote, port, conns, 0, pct);
 }
 
 /* Ingests `s` (freed here) at collector time `now`; `out` holds only this call's transitions. */
@@ -738,12 +706,12 @@ static void test_os_events(void **state)
     (void)state;
     /* 4227 alone is routine: nothing. */
     s = snap_at(T0, 10);
-    add_event(s, 4227, 5, T0 - 30 * SEC, T0 - SEC);
+    epw_testsnap_event(s, 4227, 5, T0 - 30 * SEC, T0 - SEC);
     assert_int_equal(feed(st, s, &out), 0);
     /* One 4231: critical at once. */
     s = snap_at(T0 + MINUTE, 10);
-    add_event(s, 4231, 3, T0 + 20 * SEC, T0 + 50 * SEC);
-    add_event(s, 4227, 2, T0 + 10 * SEC, T0 + 40 * SEC);
+    epw_testsnap_event(s, 4231, 3, T0 + 20 * SEC, T0 + 50 * SEC);
+    epw_testsnap_event(s, 4227, 2, T0 + 10 * SEC, T0 + 40 * SEC);
     assert_int_equal(feed(st, s, &out), 1);
     a = &out.items[0];
     assert_int_equal(a->kind, DETECT_OS_EVENT);
@@ -759,10 +727,10 @@ static void test_os_events(void **state)
     assert_true(evnum(a, "last_ms") == (double)(T0 + 50 * SEC));
     /* A 4266 later in the episode: no new raise; the quiet period restarts. */
     s = snap_at(T0 + 3 * MINUTE, 10);
-    add_event(s, 4266, 1, T0 + 170 * SEC, T0 + 170 * SEC);
+    epw_testsnap_event(s, 4266, 1, T0 + 170 * SEC, T0 + 170 * SEC);
     assert_int_equal(feed(st, s, &out), 0);
     s = snap_at(T0 + 12 * MINUTE, 10);
-    add_event(s, 4227, 1, T0 + 700 * SEC, T0 + 700 * SEC);
+    epw_testsnap_event(s, 4227, 1, T0 + 700 * SEC, T0 + 700 * SEC);
     assert_int_equal(feed(st, s, &out), 0); /* 9 min quiet */
     assert_int_equal(feed(st, snap_at(T0 + 13 * MINUTE - 1, 10), &out), 0);
     assert_int_equal(feed(st, snap_at(T0 + 13 * MINUTE, 10), &out), 1); /* 10 min quiet */

@@ -14,6 +14,7 @@
 #include "epw_json.h"
 #include "epw_snap.h"
 #include "epw_table.h"
+#include "support/epw_testsnap.h"
 
 /* 2026-11-25T17:57:22Z */
 #define T0 1795629442000LL
@@ -21,33 +22,11 @@
 static const char classic_header[] = "Computer DateTime             LocalAddress #OfEPortsInUse "
                                      "Max#OfEPorts %EPortUsage #OfTcpListeningPorts #OfPids";
 
-static void add_address(Epw__Snapshot *s, const char *addr, Epw__Protocol proto, uint32_t in_use,
-                        double pct, uint32_t listen, uint32_t pids)
-{
-    Epw__AddressUsage *a = EPW_SNAP_APPEND(s, addresses, epw__address_usage__init);
-
-    assert_non_null(a);
-    a->local_address = epw_snap_strdup(addr);
-    a->protocol = proto;
-    a->family = EPW__FAMILY__IPV4;
-    a->ports_in_use = in_use;
-    a->max_ports = 16384;
-    a->usage_pct = pct;
-    a->listening_ports = listen;
-    a->pids = pids;
-}
-
 /* A Windows-like snapshot touching every field. */
 static Epw__Snapshot *make_snap(void)
 {
+    static const uint32_t listening[] = {80, 445};
     Epw__Snapshot *s = epw_snap_new();
-    Epw__PortRange *r;
-    Epw__HostUsage *h;
-    Epw__DestinationUsage *d;
-    Epw__StateCount *st;
-    Epw__ProcessUsage *p;
-    Epw__RemoteUsage *rm;
-    Epw__ExhaustionEvent *e;
 
     assert_non_null(s);
     s->seq = 42;
@@ -58,86 +37,38 @@ static Epw__Snapshot *make_snap(void)
     s->pressure_pct = 0.4;
     s->pressure_source = epw_snap_strdup("host tcp");
 
-    r = EPW_SNAP_APPEND(s, ranges, epw__port_range__init);
-    assert_non_null(r);
-    r->protocol = EPW__PROTOCOL__TCP;
-    r->family = EPW__FAMILY__IPV6;
-    r->start = 49152;
-    r->count = 16384;
-    r->excluded = 100;
-    r->source = EPW__RANGE_SOURCE__RANGE_CAPTURED;
+    epw_testsnap_range(s, EPW__PROTOCOL__TCP, EPW__FAMILY__IPV6, 49152, 16384, 100,
+                       EPW__RANGE_SOURCE__RANGE_CAPTURED);
 
-    add_address(s, "127.0.0.1", EPW__PROTOCOL__TCP, 6, 0.0, 15, 11);
-    add_address(s, "192.168.1.2", EPW__PROTOCOL__TCP, 69, 0.4, 15, 17);
-    add_address(s, "0.0.0.0", EPW__PROTOCOL__UDP, 3, 0.0, 0, 2);
+    epw_testsnap_address(s, "127.0.0.1", EPW__PROTOCOL__TCP, EPW__FAMILY__IPV4, 6, 16384, 0.0, 15,
+                         11);
+    epw_testsnap_address(s, "192.168.1.2", EPW__PROTOCOL__TCP, EPW__FAMILY__IPV4, 69, 16384, 0.4,
+                         15, 17);
+    epw_testsnap_address(s, "0.0.0.0", EPW__PROTOCOL__UDP, EPW__FAMILY__IPV4, 3, 16384, 0.0, 0, 2);
 
-    h = EPW_SNAP_APPEND(s, host, epw__host_usage__init);
-    assert_non_null(h);
-    h->protocol = EPW__PROTOCOL__TCP;
-    h->ports_in_use = 75;
-    h->max_ports = 16284;
-    h->usage_pct = 0.5;
+    epw_testsnap_host(s, EPW__PROTOCOL__TCP, 75, 16284, 0.5);
 
-    d = EPW_SNAP_APPEND(s, destinations, epw__destination_usage__init);
-    assert_non_null(d);
-    d->local_address = epw_snap_strdup("192.168.1.2");
-    d->remote_address = epw_snap_strdup("10.0.0.5");
-    d->remote_port = 1433;
-    d->protocol = EPW__PROTOCOL__TCP;
-    d->connections = 60;
-    d->free_ports = 16000;
-    d->usage_pct = 0.4;
+    epw_testsnap_destination(s, "192.168.1.2", "10.0.0.5", 1433, 60, 16000, 0.4);
     s->destination_count = 7;
 
-    st = EPW_SNAP_APPEND(s, states, epw__state_count__init);
-    assert_non_null(st);
-    st->state = epw_snap_strdup("TIME_WAIT");
-    st->count = 50;
-    st = EPW_SNAP_APPEND(s, states, epw__state_count__init);
-    assert_non_null(st);
-    st->state = epw_snap_strdup("ESTABLISHED");
-    st->count = 25;
+    epw_testsnap_state(s, "TIME_WAIT", 50);
+    epw_testsnap_state(s, "ESTABLISHED", 25);
 
-    p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-    assert_non_null(p);
-    p->pid = 1234;
-    p->name = epw_snap_strdup("sqlservr.exe");
-    p->ports = 60;
-    p = EPW_SNAP_APPEND(s, top_processes, epw__process_usage__init);
-    assert_non_null(p);
-    p->name = epw_snap_strdup("");
-    p->ports = 9;
-    p->other = 1;
+    epw_testsnap_process(s, 1234, "sqlservr.exe", 60, 0);
+    epw_testsnap_process(s, 0, "", 9, 1);
 
-    rm = EPW_SNAP_APPEND(s, top_remotes, epw__remote_usage__init);
-    assert_non_null(rm);
-    rm->remote_address = epw_snap_strdup("10.0.0.5");
-    rm->remote_port = 1433;
-    rm->connections = 60;
-    rm = EPW_SNAP_APPEND(s, top_remotes, epw__remote_usage__init);
-    assert_non_null(rm);
-    rm->remote_address = epw_snap_strdup("");
-    rm->connections = 4;
-    rm->other = 1;
+    epw_testsnap_remote(s, "10.0.0.5", 1433, 60, 0);
+    epw_testsnap_remote(s, "", 0, 4, 1);
 
     s->kernel_ports = 3;
-    s->listening_ports = malloc(2 * sizeof(*s->listening_ports));
-    assert_non_null(s->listening_ports);
-    s->listening_ports[0] = 80;
-    s->listening_ports[1] = 445;
-    s->n_listening_ports = 2;
+    epw_testsnap_listening(s, listening, 2);
     s->pid_count = 19;
     s->exclusive_ports = 5;
     s->total_sockets = 120;
     s->time_wait->seconds = 240;
     s->time_wait->is_default = 1;
 
-    e = EPW_SNAP_APPEND(s, events, epw__exhaustion_event__init);
-    assert_non_null(e);
-    e->event_id = 4227;
-    e->first_ms = T0 - 60000;
-    e->last_ms = T0 - 1500;
-    e->count = 3;
+    epw_testsnap_event(s, 4227, 3, T0 - 60000, T0 - 1500);
 
     assert_int_equal(epw_snap_add_note(s, "range from a %s capture", "netsh"), 0);
     return s;

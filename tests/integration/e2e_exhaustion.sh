@@ -32,6 +32,9 @@ ip link set lo up || exit 1
 sysctl -q -w net.ipv4.ip_local_port_range="40000 40049" || exit 1
 
 dir=$(mktemp -d /tmp/epw-e2e-XXXXXX) || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail_lines=25
 pids=
 cpid=
 cleanup() {
@@ -42,34 +45,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$dir"/*.log; do
-        [ -f "$f" ] || continue
-        echo "--- $f" >&2
-        tail -n 25 "$f" >&2
-    done
-    exit 1
-}
-
-poll() { # SECONDS COMMAND...
-    limit=$(($1 * 10))
-    shift
-    n=0
-    until "$@"; do
-        n=$((n + 1))
-        [ "$n" -ge "$limit" ] && return 1
-        sleep 0.1
-    done
-}
 listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q LISTEN; }
 
 host=e2e-host
 pki=$dir/pki
-"$certs_script" init "$pki" >/dev/null &&
-    "$certs_script" collector "$pki" collector --ip 127.0.0.1 >/dev/null &&
-    "$certs_script" agent "$pki" "$host" >/dev/null &&
-    "$certs_script" operator "$pki" op1 >/dev/null || fail "cannot create certificates"
+epw_certs "$pki" "$host" op1 || fail "cannot create certificates"
 mkdir -p "$dir/hooks" "$dir/state"
 
 python3 "$helper" receiver 18080 "$dir/hooks" >"$dir/receiver.log" 2>&1 &

@@ -20,38 +20,14 @@ for t in openssl ss python3 od; do
 done
 
 dir=$(mktemp -d /tmp/epw-opcli-real-XXXXXX) || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail_extra="out err"
 cpid=
-cleanup() {
-    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
-    # Every process started here names $dir in its arguments: none may outlive the test.
-    pkill -KILL -f -- "$dir/" 2>/dev/null
-    wait 2>/dev/null
-    if [ "${keep:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
+cleanup() { epw_cleanup "$cpid"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$dir"/*.log "$dir"/out "$dir"/err; do
-        [ -f "$f" ] || continue
-        echo "--- $f" >&2
-        tail -n 30 "$f" >&2
-    done
-    exit 1
-}
-
-# Deadline polling: poll SECONDS COMMAND... retries every 0.1 s.
-poll() {
-    limit=$(($1 * 10))
-    shift
-    n=0
-    until "$@"; do
-        n=$((n + 1))
-        [ "$n" -ge "$limit" ] && return 1
-        sleep 0.1
-    done
-}
 listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q LISTEN; }
 port_in_use() { ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
 random_port() {

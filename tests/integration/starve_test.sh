@@ -32,52 +32,21 @@ echo "$lo_port $hi_port" >/proc/sys/net/ipv4/ip_local_port_range ||
 port=45000 # outside the range; nothing else lives in this namespace
 
 dir=$(mktemp -d /tmp/epw-starve-XXXXXX) || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail_label=starve
+fail_lines=40
+poll_watch_agent=1
 cpid=
 apid=
 hpid=
-cleanup() {
-    [ -n "$hpid" ] && kill -KILL "$hpid" 2>/dev/null
-    [ -n "$apid" ] && kill -KILL "$apid" 2>/dev/null
-    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
-    pkill -KILL -f -- "$dir/" 2>/dev/null # anything else started with our files
-    wait 2>/dev/null
-    if [ "${keep:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
+cleanup() { epw_cleanup "$hpid" "$apid" "$cpid"; }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL (starve): $*" >&2
-    for f in "$dir"/*.log; do
-        [ -f "$f" ] || continue
-        echo "--- $f" >&2
-        tail -n 40 "$f" >&2
-    done
-    exit 1
-}
-
-"$certs_script" init "$dir/pki" >/dev/null &&
-    "$certs_script" collector "$dir/pki" collector --ip 127.0.0.1 >/dev/null &&
-    "$certs_script" agent "$dir/pki" host-a >/dev/null || fail "cannot create certificates"
+epw_certs "$dir/pki" host-a || fail "cannot create certificates"
 
 db=$dir/history.db
 spool=$dir/spool
-
-# Deadline polling: poll SECONDS COMMAND... retries every 0.1 s.
-poll() {
-    limit=$(($1 * 10))
-    shift
-    n=0
-    until "$@"; do
-        if [ -n "$apid" ] && ! kill -0 "$apid" 2>/dev/null; then
-            echo "agent died" >&2
-            return 1
-        fi
-        n=$((n + 1))
-        [ "$n" -ge "$limit" ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
 
 listening() { ss -Htln "sport = :$port" 2>/dev/null | grep -q LISTEN; }
 

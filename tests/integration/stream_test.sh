@@ -19,53 +19,20 @@ command -v sqlite3 >/dev/null 2>&1 || { echo "sqlite3 not installed: skipped"; e
 command -v openssl >/dev/null 2>&1 || { echo "openssl not installed: skipped"; exit 77; }
 
 dir=$(mktemp -d /tmp/epw-stream-XXXXXX) || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+fail_label=$scenario
+poll_watch_agent=1
 cpid=
 apid=
-cleanup() {
-    [ -n "$apid" ] && kill -KILL "$apid" 2>/dev/null
-    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null
-    # Every process this scenario started names $dir in its arguments: none may outlive it,
-    # whichever of them $apid/$cpid last pointed at.
-    pkill -KILL -f -- "$dir/" 2>/dev/null
-    wait 2>/dev/null
-    if [ "${keep:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
+cleanup() { epw_cleanup "$apid" "$cpid"; }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL ($scenario): $*" >&2
-    for f in "$dir"/*.log; do
-        [ -f "$f" ] || continue
-        echo "--- $f" >&2
-        tail -n 30 "$f" >&2
-    done
-    exit 1
-}
-
-"$certs_script" init "$dir/pki" >/dev/null &&
-    "$certs_script" collector "$dir/pki" collector --ip 127.0.0.1 >/dev/null &&
-    "$certs_script" agent "$dir/pki" host-a >/dev/null || fail "cannot create certificates"
+epw_certs "$dir/pki" host-a || fail "cannot create certificates"
 
 db=$dir/history.db
 spool=$dir/spool
 port=
-
-# Deadline polling: poll SECONDS COMMAND... retries every 0.1 s.
-poll() {
-    limit=$(($1 * 10))
-    shift
-    n=0
-    until "$@"; do
-        if [ -n "$apid" ] && ! kill -0 "$apid" 2>/dev/null; then
-            echo "agent died" >&2
-            return 1
-        fi
-        n=$((n + 1))
-        [ "$n" -ge "$limit" ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
 
 listening() {
     ss -Htln "sport = :$port" 2>/dev/null | grep -q LISTEN
