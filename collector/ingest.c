@@ -352,8 +352,6 @@ static int on_hello(ic_t *ic, const Epw__Hello *h)
 static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
 {
     ingest_t *ig = ic->ig;
-    uint8_t *buf;
-    size_t len;
     int rc;
 
     if (s->dropped_before > 0 && !ic->gap_done) {
@@ -365,15 +363,7 @@ static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
             goto fail;
         ic->gap_done = 1;
     }
-    len = epw__snapshot__get_packed_size(s);
-    buf = malloc(len ? len : 1);
-    if (buf == NULL) {
-        rc = UV_ENOMEM;
-        goto fail;
-    }
-    epw__snapshot__pack(s, buf);
-    rc = store_submit_snapshot(ig->store, ic_tag(ic), ic->identity, buf, len);
-    free(buf);
+    rc = store_submit_snapshot_msg(ig->store, ic_tag(ic), ic->identity, s);
     if (rc == EPW_E_AGAIN)
         return rc;
     if (rc)
@@ -426,23 +416,34 @@ static void paused_remove(ingest_t *ig, ic_t *ic)
     ig->st.paused--;
 }
 
-static void pause_ic(ic_t *ic, Epw__Envelope *env)
+/* Parks `env` and stops reading from the agent: at the tail of the paused list, or at its head
+ * when `head` (the oldest waiter keeps its place after the store refused it again). */
+static void pause_ic(ic_t *ic, Epw__Envelope *env, int head)
 {
     ingest_t *ig = ic->ig;
 
-    ig->st.store_full++;
     ic->pending = env;
     epw_conn_set_reading(ic->conn, 0);
     if (ic->paused)
         return;
     ic->paused = 1;
-    ic->pnext = NULL;
-    ic->pprev = ig->paused_tail;
-    if (ig->paused_tail)
-        ig->paused_tail->pnext = ic;
-    else
+    if (head) {
+        ic->pprev = NULL;
+        ic->pnext = ig->paused_head;
+        if (ig->paused_head)
+            ig->paused_head->pprev = ic;
+        else
+            ig->paused_tail = ic;
         ig->paused_head = ic;
-    ig->paused_tail = ic;
+    } else {
+        ic->pnext = NULL;
+        ic->pprev = ig->paused_tail;
+        if (ig->paused_tail)
+            ig->paused_tail->pnext = ic;
+        else
+            ig->paused_head = ic;
+        ig->paused_tail = ic;
+    }
     ig->st.paused++;
     EPW_DEBUG(SUB, "%s: store queue full, pausing", ic->identity ? ic->identity : "?");
 }
@@ -464,30 +465,47 @@ static void on_envelope(epw_conn_t *c, Epw__Envelope *env, void *ud)
         ic_close(ic, EPW_E_INTERNAL);
         return;
     }
+    if (ic->ig->paused_head != NULL) {
+        /* Agents are already waiting for room: queue behind them instead of taking the room
+         * they wait for (otherwise the agents that never paused win every race). */
+        pause_ic(ic, env, 0);
+        return;
+    }
     rc = handle(ic, env);
     if (rc == EPW_E_AGAIN) {
-        pause_ic(ic, env);
+        ic->ig->st.store_full++;
+        pause_ic(ic, env, 0);
         return;
     }
     epw_frame_envelope_free(env);
 }
 
+/*
+ * Round robin, oldest waiter first: the head's parked envelope is submitted, then the agent reads
+ * again, and whatever it sends next joins the tail (on_envelope) while others wait. So each agent
+ * gets one envelope in per turn, and only as many turns are given as the queue takes: the first
+ * EPW_E_AGAIN ends the pass (the store calls again once it has drained to half).
+ */
 void ingest_store_room(ingest_t *ig)
 {
     ic_t *ic;
     Epw__Envelope *env;
+    int rc;
 
     while (!ig->stopping && (ic = ig->paused_head) != NULL) {
         env = ic->pending;
         ic->pending = NULL;
-        if (env != NULL && ic->state != IC_CLOSING && handle(ic, env) == EPW_E_AGAIN) {
-            ic->pending = env; /* still full: the store calls us again */
-            ig->st.store_full++;
-            return;
+        paused_remove(ig, ic);
+        if (env != NULL && ic->state != IC_CLOSING) {
+            rc = handle(ic, env);
+            if (rc == EPW_E_AGAIN) {
+                ig->st.store_full++;
+                pause_ic(ic, env, 1); /* still full: keeps its turn, the store calls us again */
+                return;
+            }
         }
         epw_frame_envelope_free(env);
-        paused_remove(ig, ic);
-        /* May deliver buffered envelopes right away, which may pause this agent again. */
+        /* May deliver buffered envelopes right away: they queue behind the other waiters. */
         if (ic->state != IC_CLOSING)
             epw_conn_set_reading(ic->conn, 1);
     }

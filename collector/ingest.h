@@ -26,9 +26,12 @@
  * meanwhile gone (or been replaced) is dropped, never dereferenced.
  *
  * Backpressure: when a submit returns EPW_E_AGAIN, ingest stops reading from that agent
- * (epw_conn_set_reading), keeps the one envelope it could not submit, and resumes every paused
- * agent from ingest_store_room(). Memory per agent is therefore bounded by one envelope plus what
- * epw_conn buffers.
+ * (epw_conn_set_reading), keeps the one envelope it could not submit, and puts the agent on a
+ * FIFO of paused agents; while that FIFO is not empty, any agent's next envelope joins its tail
+ * instead of being submitted. ingest_store_room() then serves the FIFO round robin, oldest first,
+ * one envelope per agent per turn, until the store refuses again. So under sustained overload
+ * every agent gets an equal share of the store, whoever happens to be read first. Memory per agent
+ * is bounded by one envelope plus what epw_conn buffers.
  *
  * Shutdown (graceful, in this order):
  *   ingest_stop(ig);          stop accepting and reading; drops envelopes not yet submitted

@@ -99,9 +99,11 @@ typedef struct store_options_s {
     uint64_t retention_ms;          /* delete snapshots older than this; 0 keeps everything */
     uint64_t retention_every_ms;    /* how often a retention pass starts; 0: 60 s */
     unsigned retention_chunk;       /* rows deleted per transaction in a pass; 0: 2000 */
-    size_t queue_max;               /* items accepted and not yet taken; 0: 4096 */
+    size_t queue_max;               /* items accepted and not yet taken; 0: 8192 */
     size_t queue_max_bytes;         /* bytes of snapshot data queued; 0: 64 MiB */
-    size_t batch_max;               /* items per transaction; 0: 512 */
+    size_t batch_max;               /* most items per transaction; 0: 4096. The writer takes
+                                       whatever is queued up to this: small batches when idle (low
+                                       latency), large ones under load (one fsync per batch) */
     int relaxed_sync;               /* SQLite: 1 = synchronous=NORMAL (see store_sqlite.c) */
     int keep_decoded;               /* 1: hand new snapshots, decoded, to done_cb (see
                                        store_result_t.snapshot); costs their memory from commit
@@ -169,6 +171,10 @@ int store_submit_hello(store_t *st, uint64_t tag, const store_hello_t *hello);
 /* `data` is one encoded Snapshot; the writer decodes it for the summary columns. */
 int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const uint8_t *data,
                           size_t len);
+/* The same for a decoded snapshot (borrowed): encoded straight into the queued item, so a caller
+ * holding the message saves an encode buffer and a copy. UV_EINVAL for an empty one. */
+int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
+                              const Epw__Snapshot *snap);
 int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t after_seq,
                      uint64_t dropped);
 /* Deletes snapshots with taken_at < older_than_ms and gaps recorded before it, in chunks. The

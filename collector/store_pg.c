@@ -13,7 +13,7 @@
 #define SUB "store"
 
 /*
- * Schema (version 2): the same tables, keys and semantics as store_sqlite.c (see its comment),
+ * Schema (version 3): the same tables, keys and semantics as store_sqlite.c (see its comment),
  * with PostgreSQL types: BIGINT for ms times, seqs and counters, DOUBLE PRECISION for pressure_pct,
  * BYTEA for the protobuf Snapshot, BIGINT GENERATED ALWAYS AS IDENTITY for snapshots.id. Query it
  * with psql, e.g.
@@ -97,6 +97,16 @@ static const char *const migrations[] = {
     " last_evidence TEXT);"
     "CREATE INDEX alerts_active ON alerts(active, host);"
     "CREATE INDEX alerts_raised ON alerts(raised_at);",
+    /* 2 -> 3: fleet-scale reads (issue 6), as in store_sqlite.c: the history index covers
+     * pressure_pct (an index-only scan), hosts keeps its latest snapshot (one scan for the fleet
+     * table). */
+    "DROP INDEX snapshots_host_time;"
+    "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at, pressure_pct);"
+    "ALTER TABLE hosts ADD COLUMN latest_id BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_taken_at BIGINT;"
+    "UPDATE hosts SET latest_id = (SELECT id FROM snapshots WHERE host = hosts.identity"
+    " ORDER BY taken_at DESC, id DESC LIMIT 1);"
+    "UPDATE hosts SET latest_taken_at = (SELECT taken_at FROM snapshots s WHERE s.id = latest_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -123,6 +133,7 @@ enum {
     Q_GAP_HOST,
     Q_PURGE_SNAP,
     Q_PURGE_GAP,
+    Q_PURGE_LATEST,
     Q_UPSERT_ALERT,
     Q_READER_FIRST,
     Q_LAST_SEQ = Q_READER_FIRST,
@@ -156,14 +167,21 @@ static const query_t queries[Q_N] = {
                        " worst_dest_conns, top_pid, top_name, top_ports, port_starved, data)"
                        " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
                        " $16, $17, $18, $19, $20, $21)"
-                       " ON CONFLICT(host, netns, seq) DO NOTHING",
+                       " ON CONFLICT(host, netns, seq) DO NOTHING RETURNING id",
                        "TTIIIFTIIIIIIITIITIiB"},
-    [Q_TOUCH_HOST] = {"INSERT INTO hosts(identity, first_seen, last_seen, last_seq)"
-                      " VALUES($1, $2, $2, $3)"
+    /* The latest snapshot as in store_sqlite.c: moves on unless this one was taken before it. */
+    [Q_TOUCH_HOST] = {"INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
+                      " latest_taken_at) VALUES($1, $2, $2, $3, $4, $5)"
                       " ON CONFLICT(identity) DO UPDATE SET"
                       " last_seen = GREATEST(hosts.last_seen, excluded.last_seen),"
-                      " last_seq = GREATEST(hosts.last_seq, excluded.last_seq)",
-                      "TII"},
+                      " last_seq = GREATEST(hosts.last_seq, excluded.last_seq),"
+                      " latest_id = CASE WHEN hosts.latest_taken_at IS NULL"
+                      " OR excluded.latest_taken_at >= hosts.latest_taken_at"
+                      " THEN excluded.latest_id ELSE hosts.latest_id END,"
+                      " latest_taken_at = CASE WHEN hosts.latest_taken_at IS NULL"
+                      " OR excluded.latest_taken_at >= hosts.latest_taken_at"
+                      " THEN excluded.latest_taken_at ELSE hosts.latest_taken_at END",
+                      "TIIII"},
     [Q_INSERT_GAP] = {"INSERT INTO gaps(host, after_seq, dropped, recorded_at)"
                       " VALUES($1, $2, $3, $4) ON CONFLICT(host, after_seq) DO NOTHING",
                       "TIII"},
@@ -178,6 +196,9 @@ static const query_t queries[Q_N] = {
     [Q_PURGE_GAP] = {"DELETE FROM gaps WHERE (host, after_seq) IN"
                      " (SELECT host, after_seq FROM gaps WHERE recorded_at < $1 LIMIT $2)",
                      "II"},
+    [Q_PURGE_LATEST] = {"UPDATE hosts SET latest_id = NULL, latest_taken_at = NULL"
+                        " WHERE latest_taken_at < $1",
+                        "I"},
     [Q_UPSERT_ALERT] = {"INSERT INTO alerts(host, netns, kind, subject, key, severity, active,"
                         " raised_at, resolved_at, last_notified_at, summary, evidence,"
                         " last_evidence)"
@@ -193,17 +214,14 @@ static const query_t queries[Q_N] = {
                         "TTTTTTiIIITTT"},
     [Q_LAST_SEQ] = {"SELECT last_seq FROM hosts WHERE identity = $1", "T"},
     [Q_COUNT] = {"SELECT count(*) FROM snapshots WHERE host = $1", "T"},
-    /* COLLATE "C": byte order, as SQLite's; id DESC: among equal taken_at the last stored, as
-     * SQLite's descending walk of its (host, taken_at) index yields. */
+    /* COLLATE "C": byte order, as SQLite's. hosts.latest_id: see Q_TOUCH_HOST. */
     [Q_HOSTS] = {"SELECT h.identity, h.first_seen, h.last_seen, h.agent_version, h.os,"
                  " h.platform, h.interval_ms, h.last_seq, h.gaps, h.dropped,"
                  " s.id, s.seq, s.taken_at, s.netns, s.pressure_pct, s.pressure_source,"
                  " s.tcp_in_use, s.tcp_max, s.udp_in_use, s.udp_max, s.exclusive_ports,"
                  " s.kernel_ports, s.total_sockets, s.worst_dest, s.worst_dest_conns, s.top_pid,"
                  " s.top_name, s.top_ports, s.port_starved"
-                 " FROM hosts h LEFT JOIN snapshots s ON s.id ="
-                 " (SELECT id FROM snapshots WHERE host = h.identity"
-                 " ORDER BY taken_at DESC, id DESC LIMIT 1)"
+                 " FROM hosts h LEFT JOIN snapshots s ON s.id = h.latest_id"
                  " ORDER BY h.identity COLLATE \"C\"",
                  ""},
     /* Integer division truncates toward zero in both databases: the same buckets. */
@@ -766,7 +784,8 @@ static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
                               int *out_new)
 {
     params_t p = {.n = 0};
-    uint64_t changed = 0;
+    PGresult *r = NULL;
+    int64_t id;
     int rc;
 
     *out_new = 0;
@@ -799,14 +818,22 @@ static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
     p_opt(&p, sum->top_ports);
     p_i32(&p, sum->port_starved);
     p_blob(&p, data, len);
-    rc = run_cmd(d, Q_INSERT_SNAP, &p, 0, &changed);
-    if (rc || changed == 0)
+    rc = run_q(d, Q_INSERT_SNAP, &p, 0, &r);
+    if (rc)
         return rc;
+    if (PQntuples(r) == 0) { /* a duplicate: RETURNING yields nothing */
+        PQclear(r);
+        return 0;
+    }
+    id = col_int(r, 0, 0);
+    PQclear(r);
     *out_new = 1;
     p.n = 0;
     p_text(&p, identity);
     p_i64(&p, received_at_ms);
     p_i64(&p, (int64_t)sum->seq);
+    p_i64(&p, id);
+    p_i64(&p, sum->taken_at_ms);
     return run_cmd(d, Q_TOUCH_HOST, &p, 0, NULL);
 }
 
@@ -854,6 +881,11 @@ static int pg_purge_chunk(store_db_t *d, int64_t older_than_ms, unsigned limit,
         *out_deleted += n;
         if (n >= limit)
             *out_more = 1;
+    }
+    if (!rc && !*out_more) { /* after a pass: see Q_PURGE_LATEST in store_sqlite.c */
+        p.n = 0;
+        p_i64(&p, older_than_ms);
+        rc = run_cmd(d, Q_PURGE_LATEST, &p, 0, NULL);
     }
     return rc;
 }

@@ -1,4 +1,5 @@
 /* store_writer: the store's queue, writer thread, batching, completions and retention schedule. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,56 @@
 
 #define SUB "store"
 
+/*
+ * A decoded snapshot's memory: one block (rarely more) that protobuf-c allocates from, released at
+ * once. A snapshot unpacks into ~100 small allocations; made by the writer thread and freed on the
+ * loop thread (keep_decoded), they were malloc's hottest path and its cross-thread arena lock.
+ */
+typedef struct arena_blk_s arena_blk_t;
+struct arena_blk_s {
+    arena_blk_t *next;
+    size_t used, cap;
+    max_align_t data[]; /* cap bytes */
+};
+
+static void *arena_alloc(void *ud, size_t size)
+{
+    arena_blk_t **head = ud, *b = *head;
+    size_t need = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    void *p;
+
+    if (!b || b->cap - b->used < need) {
+        size_t cap = b && b->cap * 2 > need ? b->cap * 2 : need > 4096 ? need : 4096;
+        arena_blk_t *nb = malloc(sizeof(*nb) + cap);
+        if (!nb)
+            return NULL;
+        nb->next = b;
+        nb->used = 0;
+        nb->cap = cap;
+        *head = b = nb;
+    }
+    p = (char *)b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+static void arena_free_one(void *ud, void *ptr)
+{
+    (void)ud; /* released with the whole arena */
+    (void)ptr;
+}
+
+static void arena_release(arena_blk_t **head)
+{
+    arena_blk_t *b = *head, *next;
+
+    for (; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    *head = NULL;
+}
+
 typedef struct store_item_s store_item_t;
 struct store_item_s {
     store_item_t *next;
@@ -22,6 +73,7 @@ struct store_item_s {
     const uint8_t *data;    /* SNAPSHOT: points into mem */
     size_t len;
     Epw__Snapshot *snap; /* SNAPSHOT kept decoded for done_cb (keep_decoded), else NULL */
+    arena_blk_t *arena;  /* snap's memory */
     store_alert_t alert; /* ALERT: strings point into mem */
     int forced;          /* accepted beyond the queue limits (ALERT) */
     char mem[];          /* identity, then the op's strings or bytes: one allocation per item */
@@ -185,10 +237,8 @@ static void item_fail(store_item_t *it, int err)
     it->res.outcome = STORE_ERROR;
     it->res.err = err;
     it->res.snapshot = NULL;
-    if (it->snap) {
-        epw__snapshot__free_unpacked(it->snap, NULL);
-        it->snap = NULL;
-    }
+    it->snap = NULL;
+    arena_release(&it->arena);
 }
 
 /* One item inside the batch transaction. Returns nonzero only for failures that doom the batch;
@@ -196,6 +246,7 @@ static void item_fail(store_item_t *it, int err)
 static int run_item(store_t *st, store_item_t *it)
 {
     store_db_t *db = st->db;
+    ProtobufCAllocator alloc;
     Epw__Snapshot *snap;
     store_summary_t sum;
     int rc = 0, fresh = 0;
@@ -205,8 +256,12 @@ static int run_item(store_t *st, store_item_t *it)
         rc = st->be->upsert_host(db, &it->hello, it->received_at_ms, &it->res.last_seq);
         break;
     case STORE_OP_SNAPSHOT:
-        snap = epw__snapshot__unpack(NULL, it->len, it->data);
+        alloc.alloc = arena_alloc;
+        alloc.free = arena_free_one;
+        alloc.allocator_data = &it->arena;
+        snap = epw__snapshot__unpack(&alloc, it->len, it->data);
         if (!snap) {
+            arena_release(&it->arena);
             EPW_WARN(SUB, "%s: undecodable snapshot (%zu bytes) not stored", it->res.identity,
                      it->len);
             item_fail(it, EPW_E_PROTO);
@@ -217,10 +272,10 @@ static int run_item(store_t *st, store_item_t *it)
         rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &sum, it->data,
                                      it->len, &fresh);
         if (!rc && fresh && st->opts.keep_decoded) {
-            it->snap = snap; /* freed after done_cb (deliver) or by a rollback */
+            it->snap = snap; /* released after done_cb (deliver) or by a rollback */
             it->res.snapshot = snap;
         } else {
-            epw__snapshot__free_unpacked(snap, NULL);
+            arena_release(&it->arena);
         }
         it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
         break;
@@ -360,6 +415,7 @@ static void writer_main(void *arg)
     store_t *st = arg;
     store_list_t batch;
     uint64_t wait_ms, commit_us, purged;
+    size_t before;
     int due, closing;
 
     uv_mutex_lock(&st->mu);
@@ -380,7 +436,12 @@ static void writer_main(void *arg)
         closing = st->closing;
         if (closing && !st->queue.head)
             break;
+        before = st->queue.n;
         take_batch(st, &batch);
+        /* Crossing half the queue: let the loop report room now, so that the next batch fills
+         * while this one commits (results alone would come when the queue is already empty). */
+        if (before > st->opts.queue_max / 2 && st->queue.n <= st->opts.queue_max / 2)
+            uv_async_send(&st->async);
         uv_mutex_unlock(&st->mu);
 
         commit_us = 0;
@@ -442,8 +503,7 @@ static void deliver(store_t *st)
     }
     for (it = done.head; it; it = next) {
         next = it->next;
-        if (it->snap)
-            epw__snapshot__free_unpacked(it->snap, NULL);
+        arena_release(&it->arena);
         free(it);
     }
 
@@ -505,11 +565,11 @@ int store_open(uv_loop_t *loop, const store_options_t *opts, store_t **out)
     if (!st->opts.retention_chunk)
         st->opts.retention_chunk = 2000;
     if (!st->opts.queue_max)
-        st->opts.queue_max = 4096;
+        st->opts.queue_max = 8192;
     if (!st->opts.queue_max_bytes)
         st->opts.queue_max_bytes = (size_t)64 << 20;
     if (!st->opts.batch_max)
-        st->opts.batch_max = 512;
+        st->opts.batch_max = 4096;
     st->next_pass_ms = epw_mono_ms(); /* the first pass right away: catch up after downtime */
 
     rc = st->be->open_writer(&st->opts, &st->db);
@@ -673,6 +733,30 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
     if (it) {
         p = it->mem + strlen(it->mem) + 1;
         memcpy(p, data, len);
+        it->data = (const uint8_t *)p;
+        it->len = len;
+    }
+    return submit(st, it);
+}
+
+int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
+                              const Epw__Snapshot *snap)
+{
+    store_item_t *it;
+    size_t len;
+    char *p;
+
+    if (st->closed)
+        return EPW_E_CLOSED;
+    if (!identity || !*identity || !snap)
+        return UV_EINVAL;
+    len = epw__snapshot__get_packed_size(snap);
+    if (!len)
+        return UV_EINVAL;
+    it = item_new(STORE_OP_SNAPSHOT, tag, identity, len);
+    if (it) {
+        p = it->mem + strlen(it->mem) + 1;
+        epw__snapshot__pack(snap, (uint8_t *)p); /* straight into the item: no extra copy */
         it->data = (const uint8_t *)p;
         it->len = len;
     }

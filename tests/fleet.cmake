@@ -26,6 +26,6 @@ if(EPW_BUILD_COLLECTOR AND NOT WIN32 AND TARGET epwatch-collector)
     if(EPW_SQLITE3_CLI)
         add_test(NAME soak_short
                  COMMAND ${_fleet_dir}/soak.sh --short --build ${PROJECT_BINARY_DIR})
-        set_tests_properties(soak_short PROPERTIES TIMEOUT 300 LABELS soak RUN_SERIAL TRUE)
+        set_tests_properties(soak_short PROPERTIES TIMEOUT 900 LABELS soak RUN_SERIAL TRUE)
     endif()
 endif()

@@ -655,6 +655,76 @@ static void test_backpressure(void **state)
     fx_stop(&f);
 }
 
+/*
+ * Fairness under sustained backpressure: the store takes one agent's envelope per turn, round
+ * robin, so no agent waiting for room gets far ahead of another (before, the agent read first took
+ * all the room each time the queue drained).
+ */
+typedef struct fair_s {
+    fake_agent_t *ag;
+    size_t n;
+    uint64_t want;
+} fair_t;
+
+static int any_acked(void *ud)
+{
+    fair_t *w = ud;
+    size_t i;
+
+    for (i = 0; i < w->n; i++)
+        if (w->ag[i].acked >= w->want)
+            return 1;
+    return 0;
+}
+
+static void test_backpressure_fair(void **state)
+{
+    static const char *const names[] = {"host-a", "host-b", "host-c", "host-d"};
+    fake_agent_t ag[4];
+    fx_t f;
+    fair_t w = {ag, 4, 300};
+    ingest_stats_t s;
+    uint64_t last;
+    size_t i;
+
+    (void)state;
+    fx_start(&f, 8, 0, 0);
+    for (i = 0; i < 4; i++) {
+        agent_init(&f, &ag[i], names[i], names[i]);
+        assert_int_equal(fake_agent_connect(&ag[i], f.port), 0);
+        assert_true(run_until(&f.loop, &ag[i].got_hello_ack, 5000));
+    }
+    store_set_paused(f.st, 1);
+    for (i = 0; i < 4; i++)
+        fake_agent_stream(&ag[i], 1, 1000);
+    {
+        int never = 0;
+        run_until(&f.loop, &never, 200); /* every agent has sent and is waiting */
+    }
+    ingest_get_stats(f.ig, &s);
+    assert_int_equal(s.paused, 4);
+    store_set_paused(f.st, 0);
+    /* When the first agent has 300 acknowledged, a fair share for the others is 300 too; the
+     * store's batches and the 8-item queue allow a few turns of slack, never hundreds. */
+    assert_true(run_until_fn(&f.loop, any_acked, &w, 20000));
+    for (i = 0; i < 4; i++)
+        assert_true(ag[i].acked >= 250);
+    for (i = 0; i < 4; i++)
+        assert_true(wait_acked(&f, &ag[i], 1000));
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(stored(&f, names[i], &last), 1000);
+        assert_int_equal(last, 1000);
+    }
+    ingest_get_stats(f.ig, &s);
+    assert_int_equal(s.paused, 0);
+    assert_int_equal(s.snapshots, 4000);
+    for (i = 0; i < 4; i++) {
+        fake_agent_close(&ag[i]);
+        fake_agent_release(&ag[i]);
+    }
+    fx_stop(&f);
+}
+
 /* Graceful stop: everything submitted is committed and acknowledged before connections close. */
 static void test_stop_acks_everything_accepted(void **state)
 {
@@ -769,8 +839,11 @@ static int group_setup(void **state)
     epw_log_set_level(getenv("EPW_TEST_DEBUG") ? EPW_LOG_DEBUG : EPW_LOG_ERROR);
     if (epw_testcerts_make(certs, sizeof(certs)) != 0)
         return -1;
-    /* A second agent identity for the tests that need two. */
-    snprintf(cmd, sizeof(cmd), "'%s' agent '%s' host-b >/dev/null", EPW_CERTS_SCRIPT, certs);
+    /* More agent identities for the tests that need several. */
+    snprintf(cmd, sizeof(cmd),
+             "S='%s'; D='%s'; exec >/dev/null;"
+             "$S agent $D host-b && $S agent $D host-c && $S agent $D host-d",
+             EPW_CERTS_SCRIPT, certs);
     if (system(cmd) != 0)
         return -1;
     if (mkdtemp(dbdir) == NULL)
@@ -801,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_overloaded_and_revoked_live),
         cmocka_unit_test(test_second_connection_replaces),
         cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_backpressure_fair),
         cmocka_unit_test(test_stop_acks_everything_accepted),
     };
     signal(SIGPIPE, SIG_IGN); /* a peer closing on us must be an error code, not a signal */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <uv.h>
 
 #include "epw_err.h"
@@ -405,7 +406,8 @@ static void test_backpressure(void **state)
     while (!fx->rooms)
         uv_run(&fx->loop, UV_RUN_ONCE);
     assert_int_equal(fx->rooms, 1);
-    assert_int_equal(fx->nres, 8); /* results come before the room signal */
+    /* Room is reported once the writer has taken the queue, before its commit finishes: the
+     * next batch can fill meanwhile. Results still come in submission order. */
     assert_int_equal(store_submit_snapshot(fx->st, 0, "web1", b, len), 0);
     fx_wait(fx, 9);
     assert_int_equal(fx->res[8].r.seq, 9);
@@ -575,6 +577,117 @@ static void test_history(void **state)
     assert_int_equal(store_reader_history(rd, "web1", base, base + 1000000000, 1, &p, &n),
                      EPW_E_TOOBIG);
     store_reader_close(rd);
+    fx_free(fx);
+}
+
+/* Runs SQL on the file directly (outside the store); returns the first column of the first row
+ * as an integer, or -1 when there is none. */
+static int64_t sql_num(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v = -1;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* 1 when a step of the query's plan mentions `needle`. */
+static int plan_has(const char *path, const char *sql, const char *needle)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    char q[1024];
+    int found = 0;
+
+    snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &s, NULL), SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+        if (strstr((const char *)sqlite3_column_text(s, 3), needle) != NULL)
+            found = 1;
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return found;
+}
+
+static int64_t latest_seq(fx_t *fx)
+{
+    store_reader_t *rd = fx_reader(fx);
+    store_host_list_t *hl = NULL;
+    int64_t seq = -1;
+
+    assert_int_equal(store_reader_hosts(rd, &hl), 0);
+    assert_int_equal(hl->n, 1);
+    if (hl->hosts[0].has_latest)
+        seq = (int64_t)hl->hosts[0].latest.seq;
+    store_host_list_free(hl);
+    store_reader_close(rd);
+    return seq;
+}
+
+/*
+ * Schema version 3 (issue 6): hosts keeps its latest snapshot (by taken_at, not by arrival), a
+ * version 2 database is migrated (latest filled in, the history index made covering), and
+ * retention clears a latest it removed.
+ */
+static void test_latest_and_migration_v3(void **state)
+{
+    const int64_t base = 1700000000000LL;
+    store_options_t o = {.batch_max = 1};
+    fx_t *fx = fx_new();
+    sqlite3 *db = NULL;
+
+    (void)state;
+    fx_open(fx, &o);
+    submit_snap(fx, 0, 1, base + 1000, 1.0, "");
+    submit_snap(fx, 0, 2, base + 3000, 2.0, "");
+    submit_snap(fx, 0, 3, base + 2000, 3.0, "");     /* arrives last, taken before seq 2 */
+    submit_snap(fx, 0, 4, base + 3000, 4.0, "ns-b"); /* same taken_at: the last stored wins */
+    fx_wait(fx, 4);
+    assert_int_equal(latest_seq(fx), 4);
+    fx_close(fx);
+
+    /* Back to version 2 as the previous build left it, then reopen. */
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX snapshots_host_time;"
+                                  "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at);"
+                                  "ALTER TABLE hosts DROP COLUMN latest_id;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_taken_at;"
+                                  "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    fx_open(fx, &o);
+    assert_int_equal(sql_num(fx->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    assert_int_equal(latest_seq(fx), 4);
+    assert_int_equal(sql_num(fx->path, "SELECT count(*) FROM pragma_index_info("
+                                       "'snapshots_host_time') WHERE name = 'pressure_pct'"),
+                     1);
+    /* The history query (as store_sqlite.c's Q_HISTORY) reads the index only. */
+    assert_true(plan_has(fx->path,
+                         "SELECT (taken_at / 300000) * 300000 AS bucket, max(pressure_pct),"
+                         " avg(pressure_pct), count(*) FROM snapshots WHERE host = 'web1'"
+                         " AND taken_at >= 0 AND taken_at < 9e15 GROUP BY bucket ORDER BY bucket",
+                         "USING COVERING INDEX snapshots_host_time"));
+    submit_snap(fx, 0, 5, base + 500, 5.0, ""); /* older than the latest: not the latest */
+    fx_wait(fx, 1);
+    assert_int_equal(latest_seq(fx), 4);
+
+    /* Retention removes everything: no latest, and the next snapshot is the latest whatever its
+     * time. */
+    assert_int_equal(store_submit_purge(fx->st, 0, base + 10000), 0);
+    fx_wait(fx, 2);
+    assert_int_equal(latest_seq(fx), -1);
+    submit_snap(fx, 0, 6, base + 100, 6.0, "");
+    fx_wait(fx, 3);
+    assert_int_equal(latest_seq(fx), 6);
     fx_free(fx);
 }
 
@@ -810,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_gaps),
         cmocka_unit_test(test_history),
+        cmocka_unit_test(test_latest_and_migration_v3),
         cmocka_unit_test(test_bad_snapshot),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_alerts_table),

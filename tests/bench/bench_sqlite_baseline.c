@@ -13,9 +13,11 @@
 
 /*
  * What the collector's writer thread does per snapshot, without anything around it: the same
- * schema (copied from collector/store_sqlite.c, version 1), the same two statements per snapshot
- * (INSERT ... ON CONFLICT DO NOTHING into snapshots, then the hosts upsert of last_seen/last_seq),
- * the same batch size per transaction, WAL and synchronous=FULL (or NORMAL with --relaxed). The
+ * schema (copied from collector/store_sqlite.c, version 3), the same two statements per snapshot
+ * (INSERT ... ON CONFLICT DO NOTHING into snapshots, then the hosts upsert of last_seen, last_seq
+ * and the latest snapshot),
+ * the same batch size per transaction, WAL and synchronous=FULL (or NORMAL with --relaxed), the
+ * writer's 64 MiB page cache. The
  * rows are the fleet simulator's snapshots (tests/bench/fleet_snap.c) for --hosts hosts, seq
  * advancing round-robin like a fleet streaming at once; their summary columns come from
  * store_summarize(), computed before the clock starts. With --decode the loop also unpacks each
@@ -29,7 +31,7 @@
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '1');"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '3');"
     "CREATE TABLE hosts ("
     " identity TEXT PRIMARY KEY,"
     " first_seen INTEGER NOT NULL,"
@@ -40,7 +42,9 @@ static const char *const ddl =
     " interval_ms INTEGER,"
     " last_seq INTEGER NOT NULL DEFAULT 0,"
     " gaps INTEGER NOT NULL DEFAULT 0,"
-    " dropped INTEGER NOT NULL DEFAULT 0);"
+    " dropped INTEGER NOT NULL DEFAULT 0,"
+    " latest_id INTEGER,"
+    " latest_taken_at INTEGER);"
     "CREATE TABLE snapshots ("
     " id INTEGER PRIMARY KEY,"
     " host TEXT NOT NULL,"
@@ -59,7 +63,7 @@ static const char *const ddl =
     " port_starved INTEGER NOT NULL,"
     " data BLOB NOT NULL,"
     " UNIQUE (host, netns, seq));"
-    "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at);"
+    "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at, pressure_pct);"
     "CREATE INDEX snapshots_time ON snapshots(taken_at);"
     "CREATE TABLE gaps ("
     " host TEXT NOT NULL,"
@@ -76,11 +80,18 @@ static const char *const q_insert =
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
     " ?18, ?19, ?20, ?21)"
     " ON CONFLICT(host, netns, seq) DO NOTHING";
-static const char *const q_touch = "INSERT INTO hosts(identity, first_seen, last_seen, last_seq)"
-                                   " VALUES(?1, ?2, ?2, ?3)"
-                                   " ON CONFLICT(identity) DO UPDATE SET"
-                                   " last_seen = max(last_seen, excluded.last_seen),"
-                                   " last_seq = max(last_seq, excluded.last_seq)";
+static const char *const q_touch =
+    "INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
+    " latest_taken_at) VALUES(?1, ?2, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT(identity) DO UPDATE SET"
+    " last_seen = max(last_seen, excluded.last_seen),"
+    " last_seq = max(last_seq, excluded.last_seq),"
+    " latest_id = CASE WHEN latest_taken_at IS NULL"
+    " OR excluded.latest_taken_at >= latest_taken_at"
+    " THEN excluded.latest_id ELSE latest_id END,"
+    " latest_taken_at = CASE WHEN latest_taken_at IS NULL"
+    " OR excluded.latest_taken_at >= latest_taken_at"
+    " THEN excluded.latest_taken_at ELSE latest_taken_at END";
 static const char *const q_hello =
     "INSERT INTO hosts(identity, first_seen, last_seen, agent_version, os, platform,"
     " interval_ms) VALUES(?1, ?2, ?2, 'fleetsim', 'Linux', 'linux', 1000)";
@@ -143,6 +154,8 @@ static void insert_row(sqlite3 *db, sqlite3_stmt *ins, sqlite3_stmt *touch, cons
     sqlite3_bind_text(touch, 1, host, -1, SQLITE_STATIC);
     sqlite3_bind_int64(touch, 2, now);
     sqlite3_bind_int64(touch, 3, (sqlite3_int64)seq);
+    sqlite3_bind_int64(touch, 4, sqlite3_last_insert_rowid(db));
+    sqlite3_bind_int64(touch, 5, now);
     check(db, sqlite3_step(touch), "touch host");
     sqlite3_reset(touch);
     sqlite3_clear_bindings(touch);
@@ -216,6 +229,7 @@ int main(int argc, char **argv)
           sqlite3_exec(db, relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
                        NULL, NULL),
           "synchronous");
+    check(db, sqlite3_exec(db, "PRAGMA cache_size=-65536", NULL, NULL, NULL), "cache_size");
     check(db, sqlite3_exec(db, ddl, NULL, NULL, NULL), "schema");
     check(db, sqlite3_prepare_v2(db, q_insert, -1, &ins, NULL), "prepare");
     check(db, sqlite3_prepare_v2(db, q_touch, -1, &touch, NULL), "prepare");

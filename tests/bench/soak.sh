@@ -26,8 +26,12 @@
 #           - every reported gap is recorded; for every host the stored seqs plus the recorded
 #             gaps cover 1..max(seq) (complete or gap recorded)
 #           - no HelloAck ever reported less than had been acknowledged (fleetsim counts it)
-#           - RSS(B) <= RSS(A) * 1.10 + 8 MiB, and descriptors(B) <= descriptors(A) + 2
-# Every wait is bounded; everything is on loopback. Exit status 0 = pass.
+#           - RSS(B) <= RSS(A) * 1.10 + 8 MiB + 64 MiB (the writer's SQLite page cache, which
+#             may still be filling), and descriptors(B) <= descriptors(A) + 2, both
+#             sampled at equal-load points (every agent streaming before and after the reading;
+#             B waits, bounded, for a storm's lingering connections to close)
+# Every wait is bounded; everything is on loopback. Exit status 0 = pass. Every process started
+# here dies with the script (trap: kill, then pkill of anything naming this run's temp dir).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -80,6 +84,10 @@ failed=0
 cleanup() {
     [[ -n $spid ]] && kill -9 "$spid" 2>/dev/null || true
     [[ -n $cpid ]] && kill -9 "$cpid" 2>/dev/null || true
+    # Whatever else was started with this run's paths (a collector restarted between the two
+    # lines above, a helper): nothing may outlive the test. The pattern is this run's own
+    # mktemp directory, so no other run's processes match.
+    pkill -KILL -f -- "$work/" 2>/dev/null || true
     rm -f "$disk/filler"
     if ((failed || keep)) && ((mounted)); then
         mkdir -p "$work/db-copy" && cp "$disk"/soak.db* "$work/db-copy/" 2>/dev/null || true
@@ -92,6 +100,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 t0=$(date +%s)
 now() { echo $(($(date +%s) - t0)); }
@@ -135,6 +145,26 @@ all_streaming() { # waits up to $1 s for every agent to stream
 }
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$cpid/status"; }
 nfd() { ls "/proc/$cpid/fd" | wc -l; }
+# sample MAX_FDS DEADLINE_S: sets s_rss and s_fds at an equal-load point: every agent streaming
+# before and after the reading (so no connection was half-way in or out), and, when MAX_FDS is
+# not empty, no more descriptors than that (connections of a storm still lingering settle within
+# seconds; a leak does not). Waits up to DEADLINE_S seconds; 1 if no such point came.
+sample() {
+    local max=$1 end=$(($(now) + $2)) s1 s2
+    while (($(now) < end)); do
+        s1=$(status streaming)
+        if ((${s1:-0} >= agents)); then
+            s_rss=$(rss)
+            s_fds=$(nfd)
+            s2=$(status streaming)
+            if ((${s2:-0} >= agents)) && [[ -z $max || $s_fds -le $max ]]; then
+                return 0
+            fi
+        fi
+        sleep 0.5
+    done
+    return 1
+}
 
 log "$agents agents for ${T} s, one snapshot per ${interval} ms each, $kills kills, database on $([[ $mounted == 1 ]] && echo "a 2 GiB tmpfs" || echo "$disk (no tmpfs: disk phase skipped)")"
 start_collector
@@ -192,10 +222,15 @@ log "final restart of the collector"
 kill -9 "$cpid"
 wait "$cpid" 2>/dev/null || true
 start_collector
-all_streaming 60 || fail "only $(status streaming) of $agents agents reconnected for sample A"
+# The deadlines scale with the fleet: on a loaded machine reconnecting 2,000 agents (a TLS
+# handshake each on both sides) takes minutes, and the run is extended rather than judged at an
+# unequal point (fleetsim runs T + 900 s).
+ramp=$((120 + agents / 10))
+all_streaming "$ramp" || fail "only $(status streaming) of $agents agents reconnected for sample A"
 wait_until "$(at 0.62)" # warm-up: every agent has sent several snapshots through this process
-rss_a=$(rss)
-fd_a=$(nfd)
+sample "" "$ramp" || fail "no point with all $agents agents streaming for sample A (last $(status streaming))"
+rss_a=$s_rss
+fd_a=$s_fds
 log "sample A: VmRSS $rss_a KiB, $fd_a fds, $(status streaming) streaming"
 kill -USR1 "$spid"
 log "reconnect storm 1"
@@ -203,13 +238,19 @@ sleep 5
 kill -USR1 "$spid"
 log "reconnect storm 2"
 sleep 5
-all_streaming 60 || fail "only $(status streaming) of $agents agents reconnected for sample B"
+all_streaming "$ramp" || fail "only $(status streaming) of $agents agents reconnected for sample B"
 wait_until "$(at 0.95)"
 kill -0 "$spid" 2>/dev/null || fail "fleetsim stopped early (see $work/sim.out)"
-rss_b=$(rss)
-fd_b=$(nfd)
+sample $((fd_a + 2)) "$ramp" || log "descriptors did not settle to $((fd_a + 2)) or less within ${ramp} s"
+rss_b=$s_rss
+fd_b=$s_fds
 log "sample B: VmRSS $rss_b KiB, $fd_b fds, $(status streaming) streaming"
-((rss_b <= rss_a * 110 / 100 + 8192)) || fail "collector RSS grew from $rss_a KiB to $rss_b KiB"
+# Allowance: 10 % + 8 MiB of noise, plus what the writer's SQLite page cache (bounded at 64 MiB,
+# store_sqlite.c) may still fill between the samples as the database grows. A leak of even 1 KiB
+# per snapshot exceeds it over a full (10 min) run; ASan's leak checks cover the short one.
+cache_kib=65536
+((rss_b <= rss_a * 110 / 100 + 8192 + cache_kib)) ||
+    fail "collector RSS grew from $rss_a KiB to $rss_b KiB (more than 10 % + 8 MiB + the 64 MiB page cache)"
 ((fd_b <= fd_a + 2)) || fail "collector descriptors grew from $fd_a to $fd_b (leak?)"
 
 # ---- stop and check ------------------------------------------------------------------------------
