@@ -45,14 +45,31 @@ struct epw_conn_s {
     int above_high;
     int paused;      /* epw_conn_set_reading(c, 0): no socket reads, no delivery */
     int in_process;  /* process() is on the stack (re-entrancy guard for set_reading) */
-    size_t held_off; /* plaintext in pbuf not yet fed to the frame decoder (paused) */
+    uint8_t *held;   /* plaintext not yet delivered because reading was paused (malloc'd) */
+    size_t held_off; /* where the undelivered part starts in held */
     size_t held_len;
     uint64_t last_rx;
     uint64_t open_at; /* handshake done (restarted while paused), for first_timeout_ms */
     int got_first;    /* an Envelope (raw mode: data) was delivered */
-    uint8_t rbuf[IO_CHUNK];
-    uint8_t pbuf[IO_CHUNK];
 };
+
+/*
+ * Buffers shared by every connection of the calling thread (its loop), so that an idle
+ * connection costs no buffer of ours (20,000 agents: 32 KiB each would be 640 MiB).
+ * - rx: the socket read buffer. libuv calls on_alloc and then on_read for one stream before it
+ *   allocates again, and on_read copies the bytes into the TLS engine (epw_tls_feed) before it
+ *   returns, so one buffer serves all connections. rx_busy guards the assumption: an alloc while
+ *   it is out gets a malloc'd buffer instead, freed by on_read.
+ * - plain: decrypted plaintext being delivered. Delivery runs user callbacks, which may resume
+ *   another connection and so process() it re-entrantly: a nested process() that finds it busy
+ *   uses a malloc'd buffer for its duration. When reading is paused with plaintext undelivered,
+ *   that rest is copied into the connection's own `held` buffer, freed once delivered.
+ * Thread-local because several loops may run in one process (tests, agent + collector).
+ */
+static _Thread_local uint8_t tl_rx[IO_CHUNK];
+static _Thread_local int tl_rx_busy;
+static _Thread_local uint8_t tl_plain[IO_CHUNK];
+static _Thread_local int tl_plain_busy;
 
 struct epw_listener_s {
     uv_tcp_t tcp;
@@ -85,6 +102,7 @@ static void conn_free(epw_conn_t *c)
 {
     epw_tls_destroy(c->tls);
     epw_frame_decoder_destroy(c->dec);
+    free(c->held);
     free(c->host);
     free(c);
 }
@@ -314,8 +332,9 @@ static void on_timer(uv_timer_t *t)
 
 static void handed_over(epw_conn_t *c);
 
-/* Decodes plaintext into frames and delivers Envelopes until it runs out or the conn closes. */
-static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
+/* Decodes plaintext into frames and delivers Envelopes until it runs out or the conn closes.
+ * from_held: data lies in c->held (a resumed delivery), not in a buffer that is reused. */
+static void deliver(epw_conn_t *c, const uint8_t *data, size_t n, int from_held)
 {
     const uint8_t *frame;
     size_t used, flen;
@@ -324,8 +343,21 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
 
     while (n > 0 && !c->closing) {
         if (c->paused) {
-            /* Keep the rest (it always lies in pbuf) for epw_conn_set_reading(c, 1). */
-            c->held_off = (size_t)(data - c->pbuf);
+            /* Keep the rest for epw_conn_set_reading(c, 1): it already lies in held when this
+             * is a resumed delivery, otherwise in a shared buffer that is reused next time. */
+            if (from_held) {
+                c->held_off = (size_t)(data - c->held);
+            } else {
+                free(c->held);
+                c->held = malloc(n);
+                if (c->held == NULL) {
+                    c->held_off = c->held_len = 0;
+                    conn_close(c, UV_ENOMEM);
+                    return;
+                }
+                memcpy(c->held, data, n);
+                c->held_off = 0;
+            }
             c->held_len = n;
             return;
         }
@@ -363,6 +395,8 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n)
 
 static void process(epw_conn_t *c)
 {
+    uint8_t *buf = NULL;
+    int own_plain = 0;
     size_t n;
     int rc;
 
@@ -395,20 +429,45 @@ static void process(epw_conn_t *c)
     if (c->held_len > 0 && !c->paused) {
         n = c->held_len;
         c->held_len = 0;
-        deliver(c, c->pbuf + c->held_off, n);
-    }
-    while (!c->closing && !c->paused && c->held_len == 0) {
-        rc = epw_tls_read(c->tls, c->pbuf, sizeof(c->pbuf), &n);
-        if (rc == EPW_E_AGAIN)
-            break;
-        if (rc) {
-            c->in_process--;
-            conn_close(c, rc);
-            return;
+        deliver(c, c->held + c->held_off, n, 1);
+        if (c->held_len == 0) {
+            free(c->held);
+            c->held = NULL;
+            c->held_off = 0;
         }
-        deliver(c, c->pbuf, n);
     }
+    rc = 0;
+    while (!c->closing && !c->paused && c->held_len == 0) {
+        if (buf == NULL) {
+            if (!tl_plain_busy) {
+                tl_plain_busy = own_plain = 1;
+                buf = tl_plain;
+            } else {
+                buf = malloc(IO_CHUNK); /* nested in another connection's delivery */
+                if (buf == NULL) {
+                    rc = UV_ENOMEM;
+                    break;
+                }
+            }
+        }
+        rc = epw_tls_read(c->tls, buf, IO_CHUNK, &n);
+        if (rc == EPW_E_AGAIN) {
+            rc = 0;
+            break;
+        }
+        if (rc)
+            break;
+        deliver(c, buf, n, 0);
+    }
+    if (own_plain)
+        tl_plain_busy = 0;
+    else
+        free(buf);
     c->in_process--;
+    if (rc) {
+        conn_close(c, rc);
+        return;
+    }
     if (!c->closing) {
         rc = flush(c);
         if (rc)
@@ -418,10 +477,27 @@ static void process(epw_conn_t *c)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    epw_conn_t *c = h->data;
+    char *p;
 
+    (void)h;
     (void)suggested;
-    *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+    if (!tl_rx_busy) {
+        tl_rx_busy = 1;
+        *buf = uv_buf_init((char *)tl_rx, sizeof(tl_rx));
+        return;
+    }
+    /* Not expected (see tl_rx): stay correct anyway. Length 0 makes libuv report UV_ENOBUFS. */
+    p = malloc(IO_CHUNK);
+    *buf = uv_buf_init(p, p != NULL ? IO_CHUNK : 0);
+}
+
+/* Gives back what on_alloc handed out; called once the bytes are in the engine. */
+static void release_rx(const uv_buf_t *buf)
+{
+    if (buf->base == (char *)tl_rx)
+        tl_rx_busy = 0;
+    else
+        free(buf->base);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -429,17 +505,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     epw_conn_t *c = s->data;
     int rc;
 
-    (void)buf;
-    if (nread == 0 || c->closing)
+    if (nread == 0 || c->closing) {
+        release_rx(buf);
         return;
+    }
     if (nread < 0) {
+        release_rx(buf);
         if (nread != UV_EOF)
             c->connected = 0; /* reset or error: nothing more can be written */
         conn_close(c, (int)nread);
         return;
     }
     c->last_rx = uv_now(c->loop);
-    rc = epw_tls_feed(c->tls, c->rbuf, (size_t)nread);
+    rc = epw_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread);
+    /* Before any callback runs: nothing keeps a pointer into it. */
+    release_rx(buf);
     /* Paused: the engine keeps the ciphertext until reading is switched on again. */
     if (rc == 0 && c->paused)
         return;

@@ -15,7 +15,17 @@
  * out Envelopes. Used by the agent uplink (epw_conn_connect) and by the collector
  * (epw_listener_start).
  *
- * Threads: every function here and every callback runs on the loop thread only.
+ * Threads: every function here and every callback runs on the loop thread only. Several loops
+ * may run in one process, each on its own thread: the socket read buffer and the plaintext
+ * buffer are thread-local and shared by all connections of that thread, so a connection must
+ * only ever be touched from the thread running its loop. This relies on libuv handing out a read
+ * buffer (alloc_cb) and calling read_cb for it before it allocates again, and on every read being
+ * consumed synchronously; re-entrant use (a callback resuming another connection) falls back to
+ * a temporary heap buffer. Nothing outside this module may keep a pointer into those buffers:
+ * on_data's `buf` is valid during the call only.
+ *
+ * Memory: an idle connection holds no read buffer of its own; a connection paused with
+ * undelivered plaintext keeps a copy of just that rest (at most one read chunk) until resumed.
  *
  * Lifetimes:
  * - An epw_conn_t is owned by this layer. Once created (connect returned 0, or the listener handed
