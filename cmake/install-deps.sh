@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libuv1-dev libmbedtls-dev libprotobuf-c-dev protobuf-c-compiler
       libcjson-dev libinih-dev libsqlite3-dev sqlite3 libpq-dev libhttp-parser-dev
-      libcurl4-openssl-dev openssl iproute2 procps)
+      libcurl4-openssl-dev openssl iproute2 procps time curl)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(libcmocka-dev clang clang-format python3 python3-cryptography
            prometheus postgresql libclang-rt-14-dev)
