@@ -1,4 +1,5 @@
 /* agent_opts: table-driven parsing of epwatch-agent's options (no I/O, no globals). */
+#include "epw_attr.h"
 #include "agent_opts.h"
 
 #include <stdarg.h>
@@ -140,11 +141,8 @@ void agent_opts_defaults(agent_opts_t *o)
     o->log_level = EPW_LOG_INFO;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int
-opts__fail(char *err, size_t errlen, const char *fmt, ...)
+EPW_PRINTF(3, 4)
+static int opts__fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 

@@ -1,5 +1,6 @@
 /* policy_win: Group Policy values (HKLM\Software\Policies\epwatch\Agent) over the agent's config.
  */
+#include <stdarg.h>
 #include <windows.h>
 
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "epw_attr.h"
 #include "epw_err.h"
 #include "policy.h"
 
@@ -33,17 +35,20 @@ const policy_def_t *policy_table(void)
     return policy__defs;
 }
 
-static void policy__errf(char *err, size_t errlen, const char *fmt, const char *name,
-                         const char *detail)
+static void policy__errf(char *err, size_t errlen, const char *fmt, ...) EPW_PRINTF(3, 4);
+static void policy__errf(char *err, size_t errlen, const char *fmt, ...)
 {
     size_t used;
+    va_list ap;
 
     if (!err || !errlen)
         return;
     used = strlen(err);
     if (used + 1 >= errlen)
         return;
-    snprintf(err + used, errlen - used, fmt, name, detail);
+    va_start(ap, fmt);
+    vsnprintf(err + used, errlen - used, fmt, ap);
+    va_end(ap);
 }
 
 /*

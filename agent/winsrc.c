@@ -1,4 +1,5 @@
 /* winsrc: the pure parts of the Windows sampler (row conversion, names, range fallback, events). */
+#include "epw_attr.h"
 #include "winsrc.h"
 
 #include <stdarg.h>
@@ -229,11 +230,7 @@ int winsrc_range_valid(uint32_t start, uint32_t count)
 }
 
 /* Appends printf output to buf[*pos..len), truncating silently (notes are bounded). */
-static void winsrc__cat(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+static void winsrc__cat(char *buf, size_t len, size_t *pos, const char *fmt, ...) EPW_PRINTF(4, 5);
 
 static void winsrc__cat(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 {

@@ -2,11 +2,6 @@
 set(EPW_WARNINGS
     -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
     -Wwrite-strings -Wformat=2 -Wundef -Wcast-align -Wpointer-arith -Wvla)
-if(MINGW)
-    # To mingw GCC, format(printf) means the MSVCRT dialect (no %zu, %lld), although
-    # __USE_MINGW_ANSI_STDIO gives a C99 printf at run time. The Linux builds check the formats.
-    list(APPEND EPW_WARNINGS -Wno-format)
-endif()
 if(EPW_WERROR)
     list(APPEND EPW_WARNINGS -Werror)
 endif()

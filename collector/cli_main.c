@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
+#include "epw_attr.h"
 #include "cli_http.h"
 #include "cli_render.h"
 #include "epw_config.h"
@@ -134,11 +135,7 @@ static void cli_print_help(const cli_cmd_t *cmd)
            "  epwatch alerts --all --json | jq '.[] | select(.severity == \"critical\")'\n");
 }
 
-static void cli_err(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+static void cli_err(const char *fmt, ...) EPW_PRINTF(1, 2);
 
 static void cli_err(const char *fmt, ...)
 {

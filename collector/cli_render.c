@@ -1,4 +1,5 @@
 /* cli_render: tables, sparklines, trend arrows and relative times for the epwatch CLI. */
+#include "epw_attr.h"
 #include "cli_render.h"
 
 #include <math.h>
@@ -47,11 +48,8 @@ static void rbuf_puts(rbuf_t *b, const char *s)
     rbuf_add(b, s, strlen(s));
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-rbuf_printf(rbuf_t *b, const char *fmt, ...)
+EPW_PRINTF(2, 3)
+static void rbuf_printf(rbuf_t *b, const char *fmt, ...)
 {
     char tmp[512];
     va_list ap;
@@ -116,11 +114,8 @@ static void grid_cell(grid_t *g, const char *text)
     g->cells[g->ncells++] = copy;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-grid_cellf(grid_t *g, const char *fmt, ...)
+EPW_PRINTF(2, 3)
+static void grid_cellf(grid_t *g, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;

@@ -1,4 +1,5 @@
 /* collector_conf: the collector's configuration table (INI file + --key options) and deny lists. */
+#include "epw_attr.h"
 #include "collector_conf.h"
 
 #include <errno.h>
@@ -19,11 +20,8 @@
 #define OV_PREFIX     "alerts.override."
 #define OV_NAME_MAX   40
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-append_err(char *err, size_t errlen, const char *fmt, ...);
+EPW_PRINTF(3, 4)
+static void append_err(char *err, size_t errlen, const char *fmt, ...);
 
 static void append_err(char *err, size_t errlen, const char *fmt, ...)
 {

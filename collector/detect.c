@@ -1,4 +1,5 @@
 /* detect: alert rules over a host's snapshot series (thresholds, trend, leaks, events, silence). */
+#include "epw_attr.h"
 #include "detect.h"
 
 #include <fnmatch.h>
@@ -289,11 +290,8 @@ static char *dupstr(const char *s)
     return d;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static char *
-fmtstr(const char *fmt, ...)
+EPW_PRINTF(1, 2)
+static char *fmtstr(const char *fmt, ...)
 {
     va_list ap;
     int len;

@@ -1,4 +1,5 @@
 /* sinks: alert fan-out: configuration, JSON, filters, log and syslog, queues and shutdown. */
+#include "epw_attr.h"
 #include "sinks.h"
 
 #include <stdarg.h>
@@ -79,11 +80,7 @@ const epw_cfg_key_t *sinks_conf_keys(void)
     return sinks__keys;
 }
 
-static void sinks__errf(char *err, size_t errlen, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+static void sinks__errf(char *err, size_t errlen, const char *fmt, ...) EPW_PRINTF(3, 4);
 
 static void sinks__errf(char *err, size_t errlen, const char *fmt, ...)
 {

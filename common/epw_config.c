@@ -1,4 +1,5 @@
 /* epw_config: table-driven configuration on top of inih; pure parsers, printer and help. */
+#include "epw_attr.h"
 #include "epw_config.h"
 #include "epw_err.h"
 #include "epw_util.h"
@@ -30,11 +31,8 @@ typedef struct epw__sb_s {
     int oom;
 } epw__sb_t;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-epw__sb_printf(epw__sb_t *sb, const char *fmt, ...)
+EPW_PRINTF(2, 3)
+static void epw__sb_printf(epw__sb_t *sb, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -84,11 +82,8 @@ static char *epw__sb_take(epw__sb_t *sb)
 }
 
 /* Appends one line to the caller's error buffer; marks truncation with "...". */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-epw__err_add(char *err, size_t errlen, const char *fmt, ...)
+EPW_PRINTF(3, 4)
+static void epw__err_add(char *err, size_t errlen, const char *fmt, ...)
 {
     size_t used;
     va_list ap;
@@ -533,11 +528,8 @@ typedef struct epw__parse_s {
     int oom;
 } epw__parse_t;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-epw__perr(epw__parse_t *ps, int line, const char *fmt, ...)
+EPW_PRINTF(3, 4)
+static void epw__perr(epw__parse_t *ps, int line, const char *fmt, ...)
 {
     char text[EPW__CFG_MSG + 200];
     epw__cfg_err_t *ne;

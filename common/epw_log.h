@@ -2,6 +2,8 @@
 #ifndef EPW_LOG_H
 #define EPW_LOG_H
 
+#include "epw_attr.h"
+
 #include <stdarg.h>
 #include <stdint.h>
 
@@ -30,15 +32,9 @@ void epw_log_set_sink(epw_log_sink_cb cb, void *ud);
 
 /* Thread-safe. `subsys` is a short prefix such as "uplink"; may be NULL. */
 void epw_log_write(epw_log_level_t level, const char *subsys, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    EPW_PRINTF(3, 4);
 void epw_log_vwrite(epw_log_level_t level, const char *subsys, const char *fmt, va_list ap)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 0)))
-#endif
-    ;
+    EPW_PRINTF(3, 0);
 
 #define EPW_LOG(lvl, sub, ...)                                                                     \
     do {                                                                                           \
@@ -65,11 +61,7 @@ typedef struct epw_complain_s {
 } epw_complain_t;
 
 void epw_complain(epw_complain_t *c, epw_log_level_t level, const char *subsys, const char *fmt,
-                  ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+                  ...) EPW_PRINTF(4, 5);
 void epw_complain_clear(epw_complain_t *c, const char *subsys, const char *what);
 
 #endif

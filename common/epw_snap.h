@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "epw_attr.h"
 #include "epwatch.pb-c.h"
 
 /*
@@ -25,11 +26,7 @@ char *epw_snap_strdup(const char *s);
 void epw_snap_strfree(char *s);
 
 /* Appends a formatted note to snap->notes. 0 or UV_ENOMEM. */
-int epw_snap_add_note(Epw__Snapshot *snap, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+int epw_snap_add_note(Epw__Snapshot *snap, const char *fmt, ...) EPW_PRINTF(2, 3);
 
 /*
  * Appends one zero-initialised element to a repeated sub-message field and returns it, e.g.

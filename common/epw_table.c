@@ -1,4 +1,5 @@
 /* epw_table: renders a Snapshot as aligned text blocks (see epw_table.h). */
+#include "epw_attr.h"
 #include "epw_table.h"
 
 #include <stdarg.h>
@@ -61,11 +62,8 @@ static void tbuf_fill(tbuf_t *b, char c, size_t n)
     b->p[b->len] = '\0';
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-tbuf_printf(tbuf_t *b, const char *fmt, ...)
+EPW_PRINTF(2, 3)
+static void tbuf_printf(tbuf_t *b, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -129,11 +127,8 @@ static void grid_free(grid_t *g)
     g->n = g->cap = 0;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-grid_cell(grid_t *g, const char *fmt, ...)
+EPW_PRINTF(2, 3)
+static void grid_cell(grid_t *g, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
