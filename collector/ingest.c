@@ -32,11 +32,12 @@ struct ic_s {
     int hashed;
     ic_t *pprev, *pnext; /* paused list while `paused` */
     int paused;
-    Epw__Envelope *pending; /* the envelope the full store refused (paused only) */
-    int gap_done;           /* the pending snapshot's gap is already submitted */
-    uint64_t committed;     /* highest seq the store reported committed (new or duplicate) */
-    int ack_due;            /* committed changed or a resend was confirmed: Ack owed */
-    ic_t *due_next;         /* list built during one ingest_store_done call */
+    Epw__Envelope *pending; /* the envelope the full store refused (paused only), or */
+    uint8_t *pending_raw;   /* the undecoded snapshot it refused (malloc'd copy) */
+    size_t pending_raw_len;
+    uint64_t committed; /* highest seq the store reported committed (new or duplicate) */
+    int ack_due;        /* committed changed or a resend was confirmed: Ack owed */
+    ic_t *due_next;     /* list built during one ingest_store_done call */
     int on_due;
 };
 
@@ -349,31 +350,36 @@ static int on_hello(ic_t *ic, const Epw__Hello *h)
     return 0;
 }
 
+/* The store records the gap a snapshot reports (dropped_before) when it stores the snapshot. */
 static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
 {
-    ingest_t *ig = ic->ig;
-    int rc;
+    int rc = store_submit_snapshot_msg(ic->ig->store, ic_tag(ic), ic->identity, s);
 
-    if (s->dropped_before > 0 && !ic->gap_done) {
-        uint64_t after = s->seq > s->dropped_before ? s->seq - s->dropped_before - 1 : 0;
-        rc = store_submit_gap(ig->store, ic_tag(ic), ic->identity, after, s->dropped_before);
-        if (rc == EPW_E_AGAIN)
-            return rc;
-        if (rc)
-            goto fail;
-        ic->gap_done = 1;
-    }
-    rc = store_submit_snapshot_msg(ig->store, ic_tag(ic), ic->identity, s);
     if (rc == EPW_E_AGAIN)
         return rc;
-    if (rc)
-        goto fail;
-    ic->gap_done = 0;
+    if (rc) {
+        EPW_ERROR(SUB, "%s (%s): cannot submit snapshot %llu: %s", epw_conn_peer_addr(ic->conn),
+                  ic->identity, (unsigned long long)s->seq, epw_strerror(rc));
+        ic_close(ic, rc);
+    }
     return 0;
-fail:
-    EPW_ERROR(SUB, "%s (%s): cannot submit snapshot %llu: %s", epw_conn_peer_addr(ic->conn),
-              ic->identity, (unsigned long long)s->seq, epw_strerror(rc));
-    ic_close(ic, rc);
+}
+
+/* The same for a snapshot still encoded (epw_frame_peek_snapshot): the writer decodes it. */
+static int on_snapshot_raw(ic_t *ic, const uint8_t *data, size_t len)
+{
+    int rc = store_submit_snapshot(ic->ig->store, ic_tag(ic), ic->identity, data, len);
+
+    if (rc == EPW_E_AGAIN)
+        return rc;
+    if (rc == EPW_E_PROTO)
+        EPW_WARN(SUB, "%s (%s): undecodable snapshot (%zu bytes), closing",
+                 epw_conn_peer_addr(ic->conn), ic->identity, len);
+    else if (rc)
+        EPW_ERROR(SUB, "%s (%s): cannot submit a snapshot: %s", epw_conn_peer_addr(ic->conn),
+                  ic->identity, epw_strerror(rc));
+    if (rc)
+        ic_close(ic, rc);
     return 0;
 }
 
@@ -422,7 +428,8 @@ static void pause_ic(ic_t *ic, Epw__Envelope *env, int head)
 {
     ingest_t *ig = ic->ig;
 
-    ic->pending = env;
+    if (env != NULL)
+        ic->pending = env;
     epw_conn_set_reading(ic->conn, 0);
     if (ic->paused)
         return;
@@ -458,7 +465,7 @@ static void on_envelope(epw_conn_t *c, Epw__Envelope *env, void *ud)
         epw_frame_envelope_free(env);
         return;
     }
-    if (ic->pending != NULL) {
+    if (ic->pending != NULL || ic->pending_raw != NULL) {
         /* Cannot happen: epw_conn_set_reading(0) stops delivery at once. */
         EPW_ERROR(SUB, "%s: envelope while paused", epw_conn_peer_addr(ic->conn));
         epw_frame_envelope_free(env);
@@ -478,6 +485,52 @@ static void on_envelope(epw_conn_t *c, Epw__Envelope *env, void *ud)
         return;
     }
     epw_frame_envelope_free(env);
+}
+
+/* Parks a copy of an undecoded snapshot the store cannot take yet (see pause_ic). */
+static void pause_ic_raw(ic_t *ic, const uint8_t *data, size_t len)
+{
+    ic->pending_raw = malloc(len);
+    if (ic->pending_raw == NULL) {
+        ic_close(ic, UV_ENOMEM);
+        return;
+    }
+    memcpy(ic->pending_raw, data, len);
+    ic->pending_raw_len = len;
+    pause_ic(ic, NULL, 0);
+}
+
+/*
+ * Snapshots skip the Envelope decode: their bytes go to the store as they came, which decodes them
+ * once into the queued item's own memory (summary columns, the gap it reports and, through
+ * keep_decoded, detection) instead of decode here + encode into the item + decode by the writer.
+ * Everything else, and a snapshot before the Hello, takes on_envelope's path.
+ */
+static int on_frame(epw_conn_t *c, const uint8_t *payload, size_t len, void *ud)
+{
+    ic_t *ic = ud;
+    const uint8_t *snap;
+    size_t n;
+    int rc;
+
+    (void)c;
+    if (!epw_frame_peek_snapshot(payload, len, &snap, &n))
+        return 0;
+    if (ic->ig->stopping || ic->state == IC_CLOSING)
+        return 1;
+    if ((ic->state != IC_HELLO_PENDING && ic->state != IC_STREAMING) || ic->pending != NULL ||
+        ic->pending_raw != NULL)
+        return 0; /* on_envelope reports it */
+    if (ic->ig->paused_head != NULL) {
+        pause_ic_raw(ic, snap, n);
+        return 1;
+    }
+    rc = on_snapshot_raw(ic, snap, n);
+    if (rc == EPW_E_AGAIN) {
+        ic->ig->st.store_full++;
+        pause_ic_raw(ic, snap, n);
+    }
+    return 1;
 }
 
 /*
@@ -503,7 +556,17 @@ void ingest_store_room(ingest_t *ig)
                 pause_ic(ic, env, 1); /* still full: keeps its turn, the store calls us again */
                 return;
             }
+        } else if (ic->pending_raw != NULL && ic->state != IC_CLOSING) {
+            rc = on_snapshot_raw(ic, ic->pending_raw, ic->pending_raw_len);
+            if (rc == EPW_E_AGAIN) {
+                ig->st.store_full++;
+                pause_ic(ic, NULL, 1);
+                return;
+            }
         }
+        free(ic->pending_raw);
+        ic->pending_raw = NULL;
+        ic->pending_raw_len = 0;
         epw_frame_envelope_free(env);
         /* May deliver buffered envelopes right away: they queue behind the other waiters. */
         if (ic->state != IC_CLOSING)
@@ -547,6 +610,8 @@ void ingest_store_done(ingest_t *ig, const store_result_t *results, size_t n)
         else if (r->op == STORE_OP_SNAPSHOT)
             r->outcome == STORE_NEW ? ig->st.snapshots++ : ig->st.duplicates++;
         else if (r->op == STORE_OP_GAP && r->outcome == STORE_NEW)
+            ig->st.gaps++;
+        if (r->op == STORE_OP_SNAPSHOT && r->gap_new)
             ig->st.gaps++;
         ic = ic_from_tag(ig, r->tag);
         if (ic == NULL || ic->state == IC_CLOSING)
@@ -618,6 +683,7 @@ static void on_close(epw_conn_t *c, int status, void *ud)
     hash_remove(ig, ic);
     paused_remove(ig, ic);
     epw_frame_envelope_free(ic->pending);
+    free(ic->pending_raw);
     slot_free(ig, ic);
     ig->st.connections--;
     free(ic->identity);
@@ -665,6 +731,7 @@ static void on_conn(epw_listener_t *l, epw_conn_t *c, void *ud)
     ic->state = IC_AWAIT_HELLO;
     memset(&cbs, 0, sizeof(cbs));
     cbs.on_envelope = on_envelope;
+    cbs.on_frame = on_frame;
     cbs.on_drain = on_drain;
     cbs.on_close = on_close;
     cbs.ud = ic;
@@ -858,6 +925,9 @@ void ingest_stop(ingest_t *ig)
     while ((ic = ig->paused_head) != NULL) {
         epw_frame_envelope_free(ic->pending); /* never submitted, never acknowledged */
         ic->pending = NULL;
+        free(ic->pending_raw);
+        ic->pending_raw = NULL;
+        ic->pending_raw_len = 0;
         paused_remove(ig, ic);
     }
     for (i = 0; i < ig->nslots; i++) {

@@ -71,7 +71,7 @@ typedef enum {
 typedef struct store_result_s {
     store_op_t op;
     store_outcome_t outcome;
-    int err;              /* 0, EPW_E_DB (batch rolled back), EPW_E_PROTO (undecodable snapshot) */
+    int err;              /* 0 or EPW_E_DB (batch rolled back) */
     uint64_t tag;         /* the caller's cookie from the submit call, never interpreted */
     const char *identity; /* "" for PURGE */
     uint64_t seq;         /* SNAPSHOT: its seq (0 if undecodable); GAP: after_seq */
@@ -79,6 +79,7 @@ typedef struct store_result_s {
     uint64_t count;       /* PURGE: rows deleted */
     uint64_t interval_ms; /* HELLO: the Hello's sampling interval, as submitted */
     int64_t alert_id;     /* ALERT: the row's id (0 when the row was already resolved) */
+    int gap_new;          /* SNAPSHOT: the gap it reports (dropped_before) was newly recorded */
     /* SNAPSHOT with outcome STORE_NEW, when store_options_t.keep_decoded is set: the snapshot the
      * writer decoded for its summary columns (so the loop thread never decodes it again); NULL
      * otherwise. Owned by the store, valid during the store_done_cb call only. */
@@ -168,11 +169,17 @@ void store_close(store_t *st, store_close_cb close_cb, void *ud);
  * UV_ENOMEM. All inputs are copied.
  */
 int store_submit_hello(store_t *st, uint64_t tag, const store_hello_t *hello);
-/* `data` is one encoded Snapshot; the writer decodes it for the summary columns. */
+/*
+ * `data` is one encoded Snapshot, stored as it is. It is decoded here, on the loop thread (the
+ * summary columns, the gap, keep_decoded), so the writer thread does nothing but database work:
+ * EPW_E_PROTO when it does not decode (nothing queued). EPW_E_AGAIN is decided before decoding.
+ * A snapshot that reports lost predecessors (dropped_before > 0) also records that gap, as
+ * store_submit_gap would (after_seq = seq - dropped_before - 1), in the same transaction.
+ */
 int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const uint8_t *data,
                           size_t len);
-/* The same for a decoded snapshot (borrowed): encoded straight into the queued item, so a caller
- * holding the message saves an encode buffer and a copy. UV_EINVAL for an empty one. */
+/* The same for a decoded snapshot (borrowed): encoded straight into the queued item (and decoded
+ * again into the item's own memory). UV_EINVAL for an empty one. */
 int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
                               const Epw__Snapshot *snap);
 int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t after_seq,

@@ -14,8 +14,8 @@
 
 /*
  * A decoded snapshot's memory: one block (rarely more) that protobuf-c allocates from, released at
- * once. A snapshot unpacks into ~100 small allocations; made by the writer thread and freed on the
- * loop thread (keep_decoded), they were malloc's hottest path and its cross-thread arena lock.
+ * once. A snapshot unpacks into ~100 small allocations; one by one they were malloc's hottest path
+ * (and, when one thread made them and another freed them, its cross-thread arena lock).
  */
 typedef struct arena_blk_s arena_blk_t;
 struct arena_blk_s {
@@ -72,8 +72,9 @@ struct store_item_s {
     store_hello_t hello;    /* HELLO: strings point into mem */
     const uint8_t *data;    /* SNAPSHOT: points into mem */
     size_t len;
-    Epw__Snapshot *snap; /* SNAPSHOT kept decoded for done_cb (keep_decoded), else NULL */
-    arena_blk_t *arena;  /* snap's memory */
+    Epw__Snapshot *snap; /* SNAPSHOT: decoded at submit (see decode_item), or NULL */
+    arena_blk_t *arena;  /* snap's memory, released after done_cb (deliver) */
+    store_summary_t sum; /* SNAPSHOT: the summary columns; strings borrow snap */
     store_alert_t alert; /* ALERT: strings point into mem */
     int forced;          /* accepted beyond the queue limits (ALERT) */
     char mem[];          /* identity, then the op's strings or bytes: one allocation per item */
@@ -237,8 +238,7 @@ static void item_fail(store_item_t *it, int err)
     it->res.outcome = STORE_ERROR;
     it->res.err = err;
     it->res.snapshot = NULL;
-    it->snap = NULL;
-    arena_release(&it->arena);
+    it->res.gap_new = 0;
 }
 
 /* One item inside the batch transaction. Returns nonzero only for failures that doom the batch;
@@ -246,9 +246,6 @@ static void item_fail(store_item_t *it, int err)
 static int run_item(store_t *st, store_item_t *it)
 {
     store_db_t *db = st->db;
-    ProtobufCAllocator alloc;
-    Epw__Snapshot *snap;
-    store_summary_t sum;
     int rc = 0, fresh = 0;
 
     switch (it->res.op) {
@@ -256,27 +253,18 @@ static int run_item(store_t *st, store_item_t *it)
         rc = st->be->upsert_host(db, &it->hello, it->received_at_ms, &it->res.last_seq);
         break;
     case STORE_OP_SNAPSHOT:
-        alloc.alloc = arena_alloc;
-        alloc.free = arena_free_one;
-        alloc.allocator_data = &it->arena;
-        snap = epw__snapshot__unpack(&alloc, it->len, it->data);
-        if (!snap) {
-            arena_release(&it->arena);
-            EPW_WARN(SUB, "%s: undecodable snapshot (%zu bytes) not stored", it->res.identity,
-                     it->len);
-            item_fail(it, EPW_E_PROTO);
-            return 0;
+        if (it->snap->dropped_before > 0) {
+            uint64_t d = it->snap->dropped_before;
+            uint64_t after = it->sum.seq > d ? it->sum.seq - d - 1 : 0;
+            rc = st->be->record_gap(db, it->res.identity, after, d, it->received_at_ms, &fresh);
+            if (rc)
+                return rc;
+            it->res.gap_new = fresh;
         }
-        store_summarize(snap, &sum);
-        it->res.seq = sum.seq;
-        rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &sum, it->data,
+        rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &it->sum, it->data,
                                      it->len, &fresh);
-        if (!rc && fresh && st->opts.keep_decoded) {
-            it->snap = snap; /* released after done_cb (deliver) or by a rollback */
-            it->res.snapshot = snap;
-        } else {
-            arena_release(&it->arena);
-        }
+        if (!rc && fresh && st->opts.keep_decoded)
+            it->res.snapshot = it->snap; /* released after done_cb (deliver) */
         it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
         break;
     case STORE_OP_ALERT:
@@ -683,9 +671,49 @@ static int submit(store_t *st, store_item_t *it)
     if (rc) {
         if (rc == EPW_E_AGAIN)
             st->want_room = 1;
+        arena_release(&it->arena);
         free(it);
     }
     return rc;
+}
+
+/* Loop thread. Whether a snapshot of `len` bytes would be refused for backpressure now: checked
+ * before decoding it, so a full queue costs no decode. Only the loop thread adds to the queue, so
+ * room seen here is still there at submit(). */
+static int queue_full(store_t *st, size_t len)
+{
+    int full;
+
+    uv_mutex_lock(&st->mu);
+    full = st->queue.n >= st->opts.queue_max ||
+           (st->queue.n && st->queue_bytes + len > st->opts.queue_max_bytes);
+    uv_mutex_unlock(&st->mu);
+    if (full)
+        st->want_room = 1;
+    return full;
+}
+
+/*
+ * Loop thread. Decodes the item's snapshot into its arena and fills the summary. Done here, not on
+ * the writer thread: the writer is the one part that cannot run on two cores (one SQLite write
+ * connection), so it gets nothing but database work; with the decode on it, it was the bottleneck
+ * of a full-rate ingest (tests/bench/RESULTS.md).
+ */
+static int decode_item(store_item_t *it)
+{
+    ProtobufCAllocator alloc;
+
+    alloc.alloc = arena_alloc;
+    alloc.free = arena_free_one;
+    alloc.allocator_data = &it->arena;
+    it->snap = epw__snapshot__unpack(&alloc, it->len, it->data);
+    if (!it->snap) {
+        arena_release(&it->arena);
+        return EPW_E_PROTO;
+    }
+    store_summarize(it->snap, &it->sum);
+    it->res.seq = it->sum.seq;
+    return 0;
 }
 
 static const char *nz(const char *s)
@@ -729,12 +757,18 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
         return EPW_E_CLOSED;
     if (!identity || !*identity || !data || !len)
         return UV_EINVAL;
+    if (queue_full(st, len))
+        return EPW_E_AGAIN;
     it = item_new(STORE_OP_SNAPSHOT, tag, identity, len);
-    if (it) {
-        p = it->mem + strlen(it->mem) + 1;
-        memcpy(p, data, len);
-        it->data = (const uint8_t *)p;
-        it->len = len;
+    if (!it)
+        return UV_ENOMEM;
+    p = it->mem + strlen(it->mem) + 1;
+    memcpy(p, data, len);
+    it->data = (const uint8_t *)p;
+    it->len = len;
+    if (decode_item(it)) {
+        free(it);
+        return EPW_E_PROTO;
     }
     return submit(st, it);
 }
@@ -753,12 +787,19 @@ int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
     len = epw__snapshot__get_packed_size(snap);
     if (!len)
         return UV_EINVAL;
+    if (queue_full(st, len))
+        return EPW_E_AGAIN;
     it = item_new(STORE_OP_SNAPSHOT, tag, identity, len);
-    if (it) {
-        p = it->mem + strlen(it->mem) + 1;
-        epw__snapshot__pack(snap, (uint8_t *)p); /* straight into the item: no extra copy */
-        it->data = (const uint8_t *)p;
-        it->len = len;
+    if (!it)
+        return UV_ENOMEM;
+    p = it->mem + strlen(it->mem) + 1;
+    epw__snapshot__pack(snap, (uint8_t *)p); /* straight into the item: no extra copy */
+    it->data = (const uint8_t *)p;
+    it->len = len;
+    /* The caller's message is borrowed; the item needs its own (summary strings, keep_decoded). */
+    if (decode_item(it)) {
+        free(it);
+        return EPW_E_PROTO;
     }
     return submit(st, it);
 }

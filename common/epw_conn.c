@@ -378,6 +378,10 @@ static void deliver(epw_conn_t *c, const uint8_t *data, size_t n, int from_held)
         n -= used;
         if (frame == NULL)
             continue;
+        if (c->cbs.on_frame != NULL && c->cbs.on_frame(c, frame, flen, c->cbs.ud)) {
+            c->got_first = 1;
+            continue;
+        }
         rc = epw_frame_decode_envelope(frame, flen, &env);
         if (rc) {
             EPW_WARN(SUB, "%s (%s): undecodable message (%zu bytes)", c->peer_addr,

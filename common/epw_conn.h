@@ -64,6 +64,12 @@ typedef struct epw_conn_cbs_s {
      * or epw_conn_set_reading(c, 0) (further data waits until reading is on again). The mode is
      * chosen with the callbacks: set it in the listener's on_conn or before connecting. */
     void (*on_data)(epw_conn_t *c, const uint8_t *buf, size_t len, void *ud);
+    /* Optional, framed mode only: each frame's payload before it is decoded. Returns 1 when the
+     * callee took it (no on_envelope for it), 0 to have it decoded and handed to on_envelope as
+     * usual. `payload` is valid during the call only. The same calls are allowed as in
+     * on_envelope (close, pause reading). The collector uses it to pass snapshots to its store
+     * undecoded (epw_frame_peek_snapshot). */
+    int (*on_frame)(epw_conn_t *c, const uint8_t *payload, size_t len, void *ud);
 } epw_conn_cbs_t;
 
 typedef struct epw_conn_opts_s {

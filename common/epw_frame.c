@@ -193,3 +193,32 @@ void epw_frame_envelope_free(Epw__Envelope *env)
     if (env != NULL)
         epw__envelope__free_unpacked(env, NULL);
 }
+
+/* The Envelope's `snapshot` field (number 3) with wire type 2 (length-delimited). */
+#define SNAPSHOT_TAG ((3u << 3) | 2u)
+
+int epw_frame_peek_snapshot(const uint8_t *payload, size_t len, const uint8_t **snap,
+                            size_t *snap_len)
+{
+    uint64_t n = 0;
+    size_t i;
+
+    *snap = NULL;
+    *snap_len = 0;
+    if (len < 2 || payload[0] != SNAPSHOT_TAG)
+        return 0;
+    /* A varint: at most 10 bytes; anything longer than the payload is malformed anyway. */
+    for (i = 1; i < len && i <= 10; i++) {
+        n |= (uint64_t)(payload[i] & 0x7f) << (7 * (i - 1));
+        if ((payload[i] & 0x80) == 0)
+            break;
+    }
+    if (i >= len || i > 10 || (payload[i] & 0x80) != 0)
+        return 0;
+    i++;
+    if (n == 0 || n != (uint64_t)(len - i))
+        return 0;
+    *snap = payload + i;
+    *snap_len = (size_t)n;
+    return 1;
+}

@@ -60,4 +60,17 @@ int epw_frame_decode_envelope(const uint8_t *payload, size_t len, Epw__Envelope 
 /* NULL is a no-op. */
 void epw_frame_envelope_free(Epw__Envelope *env);
 
+/*
+ * Pure, bounded: 1 when the payload is an Envelope holding only a Snapshot in its canonical
+ * encoding (one field 3, length-delimited, spanning exactly the rest of the payload, non-empty),
+ * with *snap / *snap_len set to the Snapshot's own encoding inside `payload`; 0 otherwise (any
+ * other message, another layout, a malformed length), with *snap NULL and *snap_len 0.
+ * Nothing is decoded: the collector passes these bytes to its store writer, which decodes them once
+ * (a decode on the event loop thread, an encode into the queue and a second decode were half of
+ * the loop thread's time at full ingest). A payload for which this returns 0 is decoded as usual.
+ * 1 says nothing about whether the Snapshot bytes themselves decode.
+ */
+int epw_frame_peek_snapshot(const uint8_t *payload, size_t len, const uint8_t **snap,
+                            size_t *snap_len);
+
 #endif

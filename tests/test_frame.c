@@ -197,6 +197,93 @@ static void test_bad_protobuf(void **state)
     assert_null(out);
 }
 
+/* The canonical Envelope{snapshot} is recognised without decoding, and nothing else is. */
+static void test_peek_snapshot(void **state)
+{
+    Epw__Envelope env, *out;
+    Epw__Snapshot snap, *back;
+    Epw__Hello hello;
+    char host[] = "db-01", big[300];
+    uint8_t *buf, twice[64], *p;
+    const uint8_t *inner;
+    size_t len, ilen, plen, i;
+
+    (void)state;
+    epw__envelope__init(&env);
+    epw__snapshot__init(&snap);
+    snap.seq = 42;
+    snap.hostname = host;
+    env.msg_case = EPW__ENVELOPE__MSG_SNAPSHOT;
+    env.snapshot = &snap;
+    /* A one-byte length, then a two-byte length (a hostname of 300 bytes). */
+    for (i = 0; i < 2; i++) {
+        if (i == 1) {
+            memset(big, 'h', sizeof(big) - 1);
+            big[sizeof(big) - 1] = '\0';
+            snap.hostname = big;
+        }
+        assert_int_equal(epw_frame_encode(&env, 0, &buf, &len), 0);
+        p = buf + EPW_FRAME_HDR;
+        plen = len - EPW_FRAME_HDR;
+        assert_int_equal(epw_frame_peek_snapshot(p, plen, &inner, &ilen), 1);
+        assert_int_equal(ilen, epw__snapshot__get_packed_size(&snap));
+        assert_int_equal(inner + ilen, p + plen);
+        back = epw__snapshot__unpack(NULL, ilen, inner);
+        assert_non_null(back);
+        assert_int_equal(back->seq, 42);
+        assert_string_equal(back->hostname, snap.hostname);
+        epw__snapshot__free_unpacked(back, NULL);
+        /* Truncated, or with a byte after it: not canonical (decoded, and refused, as usual). */
+        assert_int_equal(epw_frame_peek_snapshot(p, plen - 1, &inner, &ilen), 0);
+        assert_null(inner);
+        assert_int_equal(ilen, 0);
+        free(buf);
+    }
+    snap.hostname = host;
+
+    /* Two snapshot fields (protobuf merges them): left to the full decoder. */
+    assert_int_equal(epw_frame_encode(&env, 0, &buf, &len), 0);
+    plen = len - EPW_FRAME_HDR;
+    assert_true(2 * plen <= sizeof(twice));
+    memcpy(twice, buf + EPW_FRAME_HDR, plen);
+    memcpy(twice + plen, buf + EPW_FRAME_HDR, plen);
+    assert_int_equal(epw_frame_peek_snapshot(twice, 2 * plen, &inner, &ilen), 0);
+    assert_int_equal(epw_frame_decode_envelope(twice, 2 * plen, &out), 0);
+    assert_int_equal(out->msg_case, EPW__ENVELOPE__MSG_SNAPSHOT);
+    epw_frame_envelope_free(out);
+    free(buf);
+
+    /* Another message. */
+    make_hello(&env, &hello, 3);
+    assert_int_equal(epw_frame_encode(&env, 0, &buf, &len), 0);
+    assert_int_equal(
+        epw_frame_peek_snapshot(buf + EPW_FRAME_HDR, len - EPW_FRAME_HDR, &inner, &ilen), 0);
+    free(buf);
+
+    {
+        static const uint8_t empty[] = {0x1a, 0x00};                       /* empty snapshot */
+        static const uint8_t cont[] = {0x1a, 0x80};                        /* varint runs off */
+        static const uint8_t over[] = {0x1a, 0x81, 0x80, 0x80, 0x80, 0x80, /* 11-byte varint */
+                                       0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x08};
+        static const uint8_t padded[] = {0x1a, 0x82, 0x00, 0x08, 0x01}; /* 2 in two bytes */
+        static const uint8_t huge[] = {0x1a, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0x01, 0x08};
+        assert_int_equal(epw_frame_peek_snapshot(empty, sizeof(empty), &inner, &ilen), 0);
+        assert_int_equal(epw_frame_peek_snapshot(cont, sizeof(cont), &inner, &ilen), 0);
+        assert_int_equal(epw_frame_peek_snapshot(over, sizeof(over), &inner, &ilen), 0);
+        assert_int_equal(epw_frame_peek_snapshot(huge, sizeof(huge), &inner, &ilen), 0);
+        assert_int_equal(epw_frame_peek_snapshot(empty, 1, &inner, &ilen), 0);
+        assert_int_equal(epw_frame_peek_snapshot(empty, 0, &inner, &ilen), 0);
+        /* A non-minimal varint is still valid protobuf: accepted, and protobuf-c agrees. */
+        assert_int_equal(epw_frame_peek_snapshot(padded, sizeof(padded), &inner, &ilen), 1);
+        assert_int_equal(ilen, 2);
+        assert_ptr_equal(inner, padded + 3);
+        assert_int_equal(epw_frame_decode_envelope(padded, sizeof(padded), &out), 0);
+        assert_int_equal(out->snapshot->seq, 1);
+        epw_frame_envelope_free(out);
+    }
+}
+
 static void test_encode_errors(void **state)
 {
     Epw__Envelope env;
@@ -223,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_zero_length),
         cmocka_unit_test(test_bad_protobuf),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_peek_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -247,6 +247,44 @@ static uint64_t fail_count(fx_t *f, ingest_fail_t k)
     return s.fails[k];
 }
 
+/* A frame shaped like Envelope{snapshot} whose snapshot bytes do not decode: ingest passes such
+ * frames to the store undecoded (epw_frame_peek_snapshot), and the store's decode refuses it: the
+ * connection is closed as a protocol failure and nothing is stored or acknowledged. */
+static void test_undecodable_snapshot(void **state)
+{
+    static const uint8_t body[] = {0x1a, 0x05, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    uint8_t frame[EPW_FRAME_HDR + sizeof(body)];
+    fx_t f;
+    fake_agent_t a;
+    ingest_stats_t s;
+    uint64_t last, before;
+    int never = 0;
+
+    (void)state;
+    fx_start(&f, 0, 0, 0);
+    agent_init(&f, &a, "host-a", "host-a");
+    a.first = 1;
+    a.last = 3;
+    assert_int_equal(fake_agent_connect(&a, f.port), 0);
+    assert_true(wait_acked(&f, &a, 3));
+    before = fail_count(&f, INGEST_FAIL_PROTO);
+    epw_frame_put_header(frame, sizeof(body));
+    memcpy(frame + EPW_FRAME_HDR, body, sizeof(body));
+    assert_int_equal(epw_conn_send_raw(a.conn, frame, sizeof(frame)), 0);
+    assert_true(run_until(&f.loop, &a.closed, 5000));
+    while (fail_count(&f, INGEST_FAIL_PROTO) == before)
+        run_until(&f.loop, &never, 20);
+    assert_int_equal(fail_count(&f, INGEST_FAIL_PROTO), before + 1);
+    assert_int_equal(stored(&f, "host-a", &last), 3);
+    assert_int_equal(last, 3);
+    assert_int_equal(a.acked, 3);
+    ingest_get_stats(f.ig, &s);
+    assert_int_equal(s.snapshots, 3);
+    assert_int_equal(s.store_errors, 0);
+    fake_agent_release(&a);
+    fx_stop(&f);
+}
+
 static uint64_t reject_count(fx_t *f, int k)
 {
     ingest_stats_t s;
@@ -868,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_conf_load),
         cmocka_unit_test(test_stream_n),
         cmocka_unit_test(test_gap_recorded),
+        cmocka_unit_test(test_undecodable_snapshot),
         cmocka_unit_test(test_rejects_counted),
         cmocka_unit_test(test_hello_timeout),
         cmocka_unit_test(test_oversize_snapshot),

@@ -1,8 +1,10 @@
-/* fuzz_envelope: protobuf-c decoding of one Envelope payload, as the collector does per frame. */
+/* fuzz_envelope: protobuf-c decoding of one Envelope payload, as the collector does per frame, and
+ * epw_frame_peek_snapshot (the collector's shortcut for snapshots) checked against it. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "epw_frame.h"
 #include "epwatch.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -13,7 +15,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *buf;
     size_t n, i;
 
+    const uint8_t *inner;
+    size_t ilen;
+    int peeked = epw_frame_peek_snapshot(data, size, &inner, &ilen);
+
+    if (peeked && (inner < data || ilen == 0 || inner + ilen != data + size))
+        abort();
     env = epw__envelope__unpack(NULL, size, data);
+    if (peeked) {
+        /* The shortcut hands `inner` to Snapshot decoding: it must agree with the full decode. */
+        Epw__Snapshot *alone = epw__snapshot__unpack(NULL, ilen, inner);
+        if ((alone == NULL) != (env == NULL))
+            abort();
+        if (env != NULL &&
+            (env->msg_case != EPW__ENVELOPE__MSG_SNAPSHOT || env->snapshot->seq != alone->seq ||
+             env->snapshot->dropped_before != alone->dropped_before))
+            abort();
+        if (alone != NULL)
+            epw__snapshot__free_unpacked(alone, NULL);
+    }
     if (env == NULL)
         return 0;
     /* Walk what a receiver touches, then re-encode. */
