@@ -127,8 +127,8 @@ typedef struct store_hello_s {
 
 /*
  * The summary columns of one snapshot. Integer figures are -1 when the snapshot does not carry
- * them (stored as NULL). Strings point into whatever the summary was taken from (the snapshot for
- * store_summarize, the list for store_reader_hosts); worst_dest is inline.
+ * them (stored as NULL). Strings point into whatever the summary was taken from (the snapshot and
+ * the caller's buffer for store_summarize, the list for store_reader_hosts).
  */
 typedef struct store_summary_s {
     uint64_t seq;
@@ -138,15 +138,16 @@ typedef struct store_summary_s {
     const char *pressure_source;
     int64_t tcp_in_use, tcp_max, udp_in_use, udp_max; /* from Snapshot.host */
     int64_t exclusive_ports, kernel_ports, total_sockets;
-    int64_t worst_dest_conns;        /* connections of the destination with the highest usage */
-    char worst_dest[STORE_DEST_LEN]; /* "local -> remote:port/proto", "" if none */
-    int64_t top_pid, top_ports;      /* the process holding the most ports (not the "other" row) */
+    int64_t worst_dest_conns;   /* connections of the destination with the highest usage */
+    const char *worst_dest;     /* "local -> remote:port/proto", "" if none */
+    int64_t top_pid, top_ports; /* the process holding the most ports (not the "other" row) */
     const char *top_name;
     int port_starved;
 } store_summary_t;
 
-/* Pure: fills `out` from a snapshot. `out` borrows the snapshot's strings. */
-void store_summarize(const Epw__Snapshot *snap, store_summary_t *out);
+/* Pure: fills `out` from a snapshot. `out` borrows the snapshot's strings and `dest`, where the
+ * worst destination is formatted (truncated to STORE_DEST_LEN - 1 bytes). */
+void store_summarize(const Epw__Snapshot *snap, store_summary_t *out, char dest[STORE_DEST_LEN]);
 
 /*
  * Opens (creating or migrating the schema) and starts the writer thread. Blocks on the database
@@ -263,6 +264,7 @@ typedef struct store_host_s {
 typedef struct store_host_list_s {
     store_host_t *hosts; /* ordered by identity; all strings owned by the list */
     size_t n;
+    struct store_strblk_s *strings; /* private: the strings, a few large blocks */
 } store_host_list_t;
 
 /* Every known host with its latest snapshot summary. Free with store_host_list_free. */

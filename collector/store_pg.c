@@ -107,6 +107,33 @@ static const char *const migrations[] = {
     "UPDATE hosts SET latest_id = (SELECT id FROM snapshots WHERE host = hosts.identity"
     " ORDER BY taken_at DESC, id DESC LIMIT 1);"
     "UPDATE hosts SET latest_taken_at = (SELECT taken_at FROM snapshots s WHERE s.id = latest_id);",
+    /* 3 -> 4: the latest snapshot's summary columns in hosts, as in store_sqlite.c. */
+    "ALTER TABLE hosts ADD COLUMN latest_seq BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_netns TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_pressure_pct DOUBLE PRECISION;"
+    "ALTER TABLE hosts ADD COLUMN latest_pressure_source TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_tcp_in_use BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_tcp_max BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_udp_in_use BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_udp_max BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_exclusive_ports BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_kernel_ports BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_total_sockets BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_worst_dest TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_worst_dest_conns BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_pid BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_name TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_ports BIGINT;"
+    "ALTER TABLE hosts ADD COLUMN latest_port_starved INTEGER;"
+    "UPDATE hosts SET (latest_seq, latest_netns, latest_pressure_pct,"
+    " latest_pressure_source, latest_tcp_in_use, latest_tcp_max, latest_udp_in_use,"
+    " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
+    " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
+    " latest_top_ports, latest_port_starved)"
+    " = (SELECT seq, netns, pressure_pct, pressure_source, tcp_in_use, tcp_max,"
+    " udp_in_use, udp_max, exclusive_ports, kernel_ports, total_sockets, worst_dest,"
+    " worst_dest_conns, top_pid, top_name, top_ports, port_starved FROM snapshots s"
+    " WHERE s.id = hosts.latest_id) WHERE latest_id IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -150,6 +177,34 @@ typedef struct query_s {
     const char *types; /* one letter per parameter: T text, I int8, i int4, F float8, B bytea */
 } query_t;
 
+/* One column of the latest snapshot in hosts, as store_sqlite.c's LATEST. */
+#define LATEST_PG(col)                                                                             \
+    " " col " = CASE WHEN hosts.latest_taken_at IS NULL"                                           \
+    " OR excluded.latest_taken_at >= hosts.latest_taken_at"                                        \
+    " THEN excluded." col " ELSE hosts." col " END"
+/* clang-format off */
+#define LATEST_SET_PG \
+    LATEST_PG("latest_id") "," \
+    LATEST_PG("latest_taken_at") "," \
+    LATEST_PG("latest_seq") "," \
+    LATEST_PG("latest_netns") "," \
+    LATEST_PG("latest_pressure_pct") "," \
+    LATEST_PG("latest_pressure_source") "," \
+    LATEST_PG("latest_tcp_in_use") "," \
+    LATEST_PG("latest_tcp_max") "," \
+    LATEST_PG("latest_udp_in_use") "," \
+    LATEST_PG("latest_udp_max") "," \
+    LATEST_PG("latest_exclusive_ports") "," \
+    LATEST_PG("latest_kernel_ports") "," \
+    LATEST_PG("latest_total_sockets") "," \
+    LATEST_PG("latest_worst_dest") "," \
+    LATEST_PG("latest_worst_dest_conns") "," \
+    LATEST_PG("latest_top_pid") "," \
+    LATEST_PG("latest_top_name") "," \
+    LATEST_PG("latest_top_ports") "," \
+    LATEST_PG("latest_port_starved")
+/* clang-format on */
+
 static const query_t queries[Q_N] = {
     [Q_BEGIN] = {"BEGIN", ""},
     [Q_COMMIT] = {"COMMIT", ""},
@@ -161,27 +216,29 @@ static const query_t queries[Q_N] = {
                        " platform = excluded.platform, interval_ms = excluded.interval_ms"
                        " RETURNING hosts.last_seq",
                        "TITTTI"},
-    [Q_INSERT_SNAP] = {"INSERT INTO snapshots(host, netns, seq, taken_at, received_at,"
+    [Q_INSERT_SNAP] = {"INSERT INTO snapshots(host, seq, taken_at, received_at, netns,"
                        " pressure_pct, pressure_source, tcp_in_use, tcp_max, udp_in_use, udp_max,"
                        " exclusive_ports, kernel_ports, total_sockets, worst_dest,"
                        " worst_dest_conns, top_pid, top_name, top_ports, port_starved, data)"
                        " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
                        " $16, $17, $18, $19, $20, $21)"
                        " ON CONFLICT(host, netns, seq) DO NOTHING RETURNING id",
-                       "TTIIIFTIIIIIIITIITIiB"},
-    /* The latest snapshot as in store_sqlite.c: moves on unless this one was taken before it. */
-    [Q_TOUCH_HOST] = {"INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
-                      " latest_taken_at) VALUES($1, $2, $2, $3, $4, $5)"
-                      " ON CONFLICT(identity) DO UPDATE SET"
-                      " last_seen = GREATEST(hosts.last_seen, excluded.last_seen),"
-                      " last_seq = GREATEST(hosts.last_seq, excluded.last_seq),"
-                      " latest_id = CASE WHEN hosts.latest_taken_at IS NULL"
-                      " OR excluded.latest_taken_at >= hosts.latest_taken_at"
-                      " THEN excluded.latest_id ELSE hosts.latest_id END,"
-                      " latest_taken_at = CASE WHEN hosts.latest_taken_at IS NULL"
-                      " OR excluded.latest_taken_at >= hosts.latest_taken_at"
-                      " THEN excluded.latest_taken_at ELSE hosts.latest_taken_at END",
-                      "TIIII"},
+                       "TIIITFTIIIIIIITIITIiB"},
+    /* The latest snapshot as in store_sqlite.c: moves on unless this one was taken before it,
+     * with its summary columns. */
+    [Q_TOUCH_HOST] =
+        {"INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
+         " latest_taken_at, latest_seq, latest_netns, latest_pressure_pct,"
+         " latest_pressure_source, latest_tcp_in_use, latest_tcp_max, latest_udp_in_use,"
+         " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
+         " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
+         " latest_top_ports, latest_port_starved)"
+         " VALUES($1, $2, $2, $3, $4, $5, $3, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+         " $16, $17, $18, $19, $20, $21)"
+         " ON CONFLICT(identity) DO UPDATE SET"
+         " last_seen = GREATEST(hosts.last_seen, excluded.last_seen),"
+         " last_seq = GREATEST(hosts.last_seq, excluded.last_seq)," LATEST_SET_PG,
+         "TIIIITFTIIIIIIITIITIi"},
     [Q_INSERT_GAP] = {"INSERT INTO gaps(host, after_seq, dropped, recorded_at)"
                       " VALUES($1, $2, $3, $4) ON CONFLICT(host, after_seq) DO NOTHING",
                       "TIII"},
@@ -214,16 +271,16 @@ static const query_t queries[Q_N] = {
                         "TTTTTTiIIITTT"},
     [Q_LAST_SEQ] = {"SELECT last_seq FROM hosts WHERE identity = $1", "T"},
     [Q_COUNT] = {"SELECT count(*) FROM snapshots WHERE host = $1", "T"},
-    /* COLLATE "C": byte order, as SQLite's. hosts.latest_id: see Q_TOUCH_HOST. */
-    [Q_HOSTS] = {"SELECT h.identity, h.first_seen, h.last_seen, h.agent_version, h.os,"
-                 " h.platform, h.interval_ms, h.last_seq, h.gaps, h.dropped,"
-                 " s.id, s.seq, s.taken_at, s.netns, s.pressure_pct, s.pressure_source,"
-                 " s.tcp_in_use, s.tcp_max, s.udp_in_use, s.udp_max, s.exclusive_ports,"
-                 " s.kernel_ports, s.total_sockets, s.worst_dest, s.worst_dest_conns, s.top_pid,"
-                 " s.top_name, s.top_ports, s.port_starved"
-                 " FROM hosts h LEFT JOIN snapshots s ON s.id = h.latest_id"
-                 " ORDER BY h.identity COLLATE \"C\"",
-                 ""},
+    /* COLLATE "C": byte order, as SQLite's. hosts.latest_*: see Q_TOUCH_HOST. */
+    [Q_HOSTS] =
+        {"SELECT identity, first_seen, last_seen, agent_version, os, platform, interval_ms,"
+         " last_seq, gaps, dropped, latest_id, latest_seq, latest_taken_at, latest_netns,"
+         " latest_pressure_pct, latest_pressure_source, latest_tcp_in_use, latest_tcp_max,"
+         " latest_udp_in_use, latest_udp_max, latest_exclusive_ports, latest_kernel_ports,"
+         " latest_total_sockets, latest_worst_dest, latest_worst_dest_conns, latest_top_pid,"
+         " latest_top_name, latest_top_ports, latest_port_starved"
+         " FROM hosts ORDER BY identity COLLATE \"C\"",
+         ""},
     /* Integer division truncates toward zero in both databases: the same buckets. */
     [Q_HISTORY] = {"SELECT (taken_at / $4) * $4 AS bucket, max(pressure_pct), avg(pressure_pct),"
                    " count(*) FROM snapshots"
@@ -371,6 +428,14 @@ static double col_f64(const PGresult *r, int row, int col)
 static char *col_dup(const PGresult *r, int row, int col)
 {
     return strdup(is_null(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* A text column into the host list's strings ("" for NULL). */
+static const char *col_str(store_host_list_t *l, const PGresult *r, int row, int col)
+{
+    if (is_null(r, row, col))
+        return store_host_list_str(l, "", 0);
+    return store_host_list_str(l, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
 }
 
 /* ---- connection ---- */
@@ -779,6 +844,33 @@ static int pg_upsert_host(store_db_t *d, const store_hello_t *h, int64_t now_ms,
     return rc;
 }
 
+/* The summary columns (netns ... port_starved), as Q_INSERT_SNAP and Q_TOUCH_HOST take them. */
+static void p_summary(params_t *p, const store_summary_t *sum)
+{
+    p_text(p, sum->netns);
+    p_f64(p, sum->pressure_pct);
+    p_text(p, sum->pressure_source);
+    p_opt(p, sum->tcp_in_use);
+    p_opt(p, sum->tcp_max);
+    p_opt(p, sum->udp_in_use);
+    p_opt(p, sum->udp_max);
+    p_i64(p, sum->exclusive_ports);
+    p_i64(p, sum->kernel_ports);
+    p_i64(p, sum->total_sockets);
+    if (sum->worst_dest_conns >= 0)
+        p_text(p, sum->worst_dest);
+    else
+        p_null(p);
+    p_opt(p, sum->worst_dest_conns);
+    p_opt(p, sum->top_pid);
+    if (sum->top_pid >= 0)
+        p_text(p, sum->top_name);
+    else
+        p_null(p);
+    p_opt(p, sum->top_ports);
+    p_i32(p, sum->port_starved);
+}
+
 static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t received_at_ms,
                               const store_summary_t *sum, const uint8_t *data, size_t len,
                               int *out_new)
@@ -792,31 +884,10 @@ static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
     if (len > (size_t)0x3fffffff) /* a bytea holds at most 1 GiB; the wire limit is far below */
         return UV_EINVAL;
     p_text(&p, identity);
-    p_text(&p, sum->netns);
     p_i64(&p, (int64_t)sum->seq);
     p_i64(&p, sum->taken_at_ms);
     p_i64(&p, received_at_ms);
-    p_f64(&p, sum->pressure_pct);
-    p_text(&p, sum->pressure_source);
-    p_opt(&p, sum->tcp_in_use);
-    p_opt(&p, sum->tcp_max);
-    p_opt(&p, sum->udp_in_use);
-    p_opt(&p, sum->udp_max);
-    p_i64(&p, sum->exclusive_ports);
-    p_i64(&p, sum->kernel_ports);
-    p_i64(&p, sum->total_sockets);
-    if (sum->worst_dest_conns >= 0)
-        p_text(&p, sum->worst_dest);
-    else
-        p_null(&p);
-    p_opt(&p, sum->worst_dest_conns);
-    p_opt(&p, sum->top_pid);
-    if (sum->top_pid >= 0)
-        p_text(&p, sum->top_name);
-    else
-        p_null(&p);
-    p_opt(&p, sum->top_ports);
-    p_i32(&p, sum->port_starved);
+    p_summary(&p, sum);
     p_blob(&p, data, len);
     rc = run_q(d, Q_INSERT_SNAP, &p, 0, &r);
     if (rc)
@@ -834,6 +905,7 @@ static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
     p_i64(&p, (int64_t)sum->seq);
     p_i64(&p, id);
     p_i64(&p, sum->taken_at_ms);
+    p_summary(&p, sum);
     return run_cmd(d, Q_TOUCH_HOST, &p, 0, NULL);
 }
 
@@ -941,12 +1013,12 @@ static int pg_hosts(store_db_t *d, store_host_list_t **out)
     for (i = 0; i < n; i++) {
         store_host_t *h = &list->hosts[list->n++];
         store_summary_t *l = &h->latest;
-        h->identity = col_dup(r, i, 0);
+        h->identity = col_str(list, r, i, 0);
         h->first_seen = col_int(r, i, 1);
         h->last_seen = col_int(r, i, 2);
-        h->agent_version = col_dup(r, i, 3);
-        h->os = col_dup(r, i, 4);
-        h->platform = col_dup(r, i, 5);
+        h->agent_version = col_str(list, r, i, 3);
+        h->os = col_str(list, r, i, 4);
+        h->platform = col_str(list, r, i, 5);
         h->interval_ms = (uint64_t)col_int(r, i, 6);
         h->last_seq = (uint64_t)col_int(r, i, 7);
         h->gaps = (uint64_t)col_int(r, i, 8);
@@ -954,9 +1026,9 @@ static int pg_hosts(store_db_t *d, store_host_list_t **out)
         h->has_latest = !is_null(r, i, 10);
         l->seq = (uint64_t)col_int(r, i, 11);
         l->taken_at_ms = col_int(r, i, 12);
-        l->netns = col_dup(r, i, 13);
+        l->netns = col_str(list, r, i, 13);
         l->pressure_pct = col_f64(r, i, 14);
-        l->pressure_source = col_dup(r, i, 15);
+        l->pressure_source = col_str(list, r, i, 15);
         l->tcp_in_use = col_opt(r, i, 16);
         l->tcp_max = col_opt(r, i, 17);
         l->udp_in_use = col_opt(r, i, 18);
@@ -964,15 +1036,14 @@ static int pg_hosts(store_db_t *d, store_host_list_t **out)
         l->exclusive_ports = col_opt(r, i, 20);
         l->kernel_ports = col_opt(r, i, 21);
         l->total_sockets = col_opt(r, i, 22);
-        if (!is_null(r, i, 23))
-            snprintf(l->worst_dest, sizeof(l->worst_dest), "%s", PQgetvalue(r, i, 23));
+        l->worst_dest = col_str(list, r, i, 23);
         l->worst_dest_conns = col_opt(r, i, 24);
         l->top_pid = col_opt(r, i, 25);
-        l->top_name = col_dup(r, i, 26);
+        l->top_name = col_str(list, r, i, 26);
         l->top_ports = col_opt(r, i, 27);
         l->port_starved = (int)col_int(r, i, 28);
         if (!h->identity || !h->agent_version || !h->os || !h->platform || !l->netns ||
-            !l->pressure_source || !l->top_name) {
+            !l->pressure_source || !l->top_name || !l->worst_dest) {
             rc = UV_ENOMEM;
             goto out;
         }

@@ -128,6 +128,35 @@ static const char *const migrations[] = {
     "UPDATE hosts SET latest_id = (SELECT id FROM snapshots WHERE host = hosts.identity"
     " ORDER BY taken_at DESC, id DESC LIMIT 1);"
     "UPDATE hosts SET latest_taken_at = (SELECT taken_at FROM snapshots WHERE id = latest_id);",
+    /* 3 -> 4: the latest snapshot's summary columns copied into hosts (issue 6), so the fleet
+     * table reads hosts alone: 100,000 rowid fetches into the snapshots table (each latest row
+     * on its own page of a multi-gigabyte file) were most of its time. */
+    "ALTER TABLE hosts ADD COLUMN latest_seq INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_netns TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_pressure_pct REAL;"
+    "ALTER TABLE hosts ADD COLUMN latest_pressure_source TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_tcp_in_use INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_tcp_max INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_udp_in_use INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_udp_max INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_exclusive_ports INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_kernel_ports INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_total_sockets INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_worst_dest TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_worst_dest_conns INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_pid INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_name TEXT;"
+    "ALTER TABLE hosts ADD COLUMN latest_top_ports INTEGER;"
+    "ALTER TABLE hosts ADD COLUMN latest_port_starved INTEGER;"
+    "UPDATE hosts SET (latest_seq, latest_netns, latest_pressure_pct,"
+    " latest_pressure_source, latest_tcp_in_use, latest_tcp_max, latest_udp_in_use,"
+    " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
+    " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
+    " latest_top_ports, latest_port_starved)"
+    " = (SELECT seq, netns, pressure_pct, pressure_source, tcp_in_use, tcp_max,"
+    " udp_in_use, udp_max, exclusive_ports, kernel_ports, total_sockets, worst_dest,"
+    " worst_dest_conns, top_pid, top_name, top_ports, port_starved FROM snapshots s"
+    " WHERE s.id = hosts.latest_id) WHERE latest_id IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -148,11 +177,40 @@ enum {
     Q_LAST_SEQ = Q_READER_FIRST,
     Q_COUNT,
     Q_HOSTS,
+    Q_HOSTS_COUNT,
     Q_HISTORY,
     Q_SNAP_AT,
     Q_ALERTS,
     Q_N
 };
+
+/* One column of the latest snapshot in hosts: replaced unless the stored one was taken later
+ * (the right-hand sides see the row as it was, so every column tests the same old time). */
+#define LATEST(col)                                                                                \
+    " " col " = CASE WHEN latest_taken_at IS NULL OR excluded.latest_taken_at >= latest_taken_at"  \
+    " THEN excluded." col " ELSE " col " END"
+/* clang-format off */
+#define LATEST_SET \
+    LATEST("latest_id") "," \
+    LATEST("latest_taken_at") "," \
+    LATEST("latest_seq") "," \
+    LATEST("latest_netns") "," \
+    LATEST("latest_pressure_pct") "," \
+    LATEST("latest_pressure_source") "," \
+    LATEST("latest_tcp_in_use") "," \
+    LATEST("latest_tcp_max") "," \
+    LATEST("latest_udp_in_use") "," \
+    LATEST("latest_udp_max") "," \
+    LATEST("latest_exclusive_ports") "," \
+    LATEST("latest_kernel_ports") "," \
+    LATEST("latest_total_sockets") "," \
+    LATEST("latest_worst_dest") "," \
+    LATEST("latest_worst_dest_conns") "," \
+    LATEST("latest_top_pid") "," \
+    LATEST("latest_top_name") "," \
+    LATEST("latest_top_ports") "," \
+    LATEST("latest_port_starved")
+/* clang-format on */
 
 static const char *const queries[Q_N] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -166,7 +224,7 @@ static const char *const queries[Q_N] = {
         " platform = excluded.platform, interval_ms = excluded.interval_ms"
         " RETURNING last_seq",
     [Q_INSERT_SNAP] =
-        "INSERT INTO snapshots(host, netns, seq, taken_at, received_at, pressure_pct,"
+        "INSERT INTO snapshots(host, seq, taken_at, received_at, netns, pressure_pct,"
         " pressure_source, tcp_in_use, tcp_max, udp_in_use, udp_max, exclusive_ports,"
         " kernel_ports, total_sockets, worst_dest, worst_dest_conns, top_pid, top_name,"
         " top_ports, port_starved, data)"
@@ -174,18 +232,20 @@ static const char *const queries[Q_N] = {
         " ?18, ?19, ?20, ?21)"
         " ON CONFLICT(host, netns, seq) DO NOTHING",
     /* The latest snapshot moves on unless this one was taken before it (a resend of old data):
-     * among equal taken_at the last stored wins, as the history's descending walk would pick. */
-    [Q_TOUCH_HOST] = "INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
-                     " latest_taken_at) VALUES(?1, ?2, ?2, ?3, ?4, ?5)"
-                     " ON CONFLICT(identity) DO UPDATE SET"
-                     " last_seen = max(last_seen, excluded.last_seen),"
-                     " last_seq = max(last_seq, excluded.last_seq),"
-                     " latest_id = CASE WHEN latest_taken_at IS NULL"
-                     " OR excluded.latest_taken_at >= latest_taken_at"
-                     " THEN excluded.latest_id ELSE latest_id END,"
-                     " latest_taken_at = CASE WHEN latest_taken_at IS NULL"
-                     " OR excluded.latest_taken_at >= latest_taken_at"
-                     " THEN excluded.latest_taken_at ELSE latest_taken_at END",
+     * among equal taken_at the last stored wins, as the history's descending walk would pick.
+     * Its summary columns move with it (LATEST), so the fleet table reads hosts alone. */
+    [Q_TOUCH_HOST] =
+        "INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
+        " latest_taken_at, latest_seq, latest_netns, latest_pressure_pct,"
+        " latest_pressure_source, latest_tcp_in_use, latest_tcp_max, latest_udp_in_use,"
+        " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
+        " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
+        " latest_top_ports, latest_port_starved)"
+        " VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+        " ?16, ?17, ?18, ?19, ?20, ?21)"
+        " ON CONFLICT(identity) DO UPDATE SET"
+        " last_seen = max(last_seen, excluded.last_seen),"
+        " last_seq = max(last_seq, excluded.last_seq)," LATEST_SET,
     [Q_INSERT_GAP] = "INSERT INTO gaps(host, after_seq, dropped, recorded_at)"
                      " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(host, after_seq) DO NOTHING",
     [Q_GAP_HOST] = "INSERT INTO hosts(identity, first_seen, last_seen, gaps, dropped)"
@@ -212,15 +272,14 @@ static const char *const queries[Q_N] = {
         " RETURNING id",
     [Q_LAST_SEQ] = "SELECT last_seq FROM hosts WHERE identity = ?1",
     [Q_COUNT] = "SELECT count(*) FROM snapshots WHERE host = ?1",
-    [Q_HOSTS] =
-        "SELECT h.identity, h.first_seen, h.last_seen, h.agent_version, h.os, h.platform,"
-        " h.interval_ms, h.last_seq, h.gaps, h.dropped,"
-        " s.id, s.seq, s.taken_at, s.netns, s.pressure_pct, s.pressure_source, s.tcp_in_use,"
-        " s.tcp_max, s.udp_in_use, s.udp_max, s.exclusive_ports, s.kernel_ports,"
-        " s.total_sockets, s.worst_dest, s.worst_dest_conns, s.top_pid, s.top_name,"
-        " s.top_ports, s.port_starved"
-        " FROM hosts h LEFT JOIN snapshots s ON s.id = h.latest_id"
-        " ORDER BY h.identity",
+    [Q_HOSTS] = "SELECT identity, first_seen, last_seen, agent_version, os, platform, interval_ms,"
+                " last_seq, gaps, dropped, latest_id, latest_seq, latest_taken_at, latest_netns,"
+                " latest_pressure_pct, latest_pressure_source, latest_tcp_in_use, latest_tcp_max,"
+                " latest_udp_in_use, latest_udp_max, latest_exclusive_ports, latest_kernel_ports,"
+                " latest_total_sockets, latest_worst_dest, latest_worst_dest_conns, latest_top_pid,"
+                " latest_top_name, latest_top_ports, latest_port_starved"
+                " FROM hosts ORDER BY identity",
+    [Q_HOSTS_COUNT] = "SELECT count(*) FROM hosts",
     [Q_HISTORY] = "SELECT (taken_at / ?4) * ?4 AS bucket, max(pressure_pct), avg(pressure_pct),"
                   " count(*) FROM snapshots"
                   " WHERE host = ?1 AND taken_at >= ?2 AND taken_at < ?3"
@@ -644,6 +703,29 @@ static int sq_upsert_host(store_db_t *d, const store_hello_t *h, int64_t now_ms,
     return rc == SQLITE_DONE ? 0 : sq_fail(d, rc, "upsert host");
 }
 
+/* The summary columns after (netns ... port_starved) from parameter `i` on, as Q_TOUCH_HOST's. */
+static void bind_summary(sqlite3_stmt *s, int i, const store_summary_t *sum)
+{
+    sqlite3_bind_text(s, i, sum->netns, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, i + 1, sum->pressure_pct);
+    sqlite3_bind_text(s, i + 2, sum->pressure_source, -1, SQLITE_STATIC);
+    bind_opt(s, i + 3, sum->tcp_in_use);
+    bind_opt(s, i + 4, sum->tcp_max);
+    bind_opt(s, i + 5, sum->udp_in_use);
+    bind_opt(s, i + 6, sum->udp_max);
+    sqlite3_bind_int64(s, i + 7, sum->exclusive_ports);
+    sqlite3_bind_int64(s, i + 8, sum->kernel_ports);
+    sqlite3_bind_int64(s, i + 9, sum->total_sockets);
+    if (sum->worst_dest_conns >= 0)
+        sqlite3_bind_text(s, i + 10, sum->worst_dest, -1, SQLITE_STATIC);
+    bind_opt(s, i + 11, sum->worst_dest_conns);
+    bind_opt(s, i + 12, sum->top_pid);
+    if (sum->top_pid >= 0)
+        sqlite3_bind_text(s, i + 13, sum->top_name, -1, SQLITE_STATIC);
+    bind_opt(s, i + 14, sum->top_ports);
+    sqlite3_bind_int(s, i + 15, sum->port_starved);
+}
+
 static int sq_insert_snapshot(store_db_t *d, const char *identity, int64_t received_at_ms,
                               const store_summary_t *sum, const uint8_t *data, size_t len,
                               int *out_new)
@@ -653,27 +735,10 @@ static int sq_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
 
     *out_new = 0;
     sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, sum->netns, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sum->seq);
-    sqlite3_bind_int64(s, 4, sum->taken_at_ms);
-    sqlite3_bind_int64(s, 5, received_at_ms);
-    sqlite3_bind_double(s, 6, sum->pressure_pct);
-    sqlite3_bind_text(s, 7, sum->pressure_source, -1, SQLITE_STATIC);
-    bind_opt(s, 8, sum->tcp_in_use);
-    bind_opt(s, 9, sum->tcp_max);
-    bind_opt(s, 10, sum->udp_in_use);
-    bind_opt(s, 11, sum->udp_max);
-    sqlite3_bind_int64(s, 12, sum->exclusive_ports);
-    sqlite3_bind_int64(s, 13, sum->kernel_ports);
-    sqlite3_bind_int64(s, 14, sum->total_sockets);
-    if (sum->worst_dest_conns >= 0)
-        sqlite3_bind_text(s, 15, sum->worst_dest, -1, SQLITE_STATIC);
-    bind_opt(s, 16, sum->worst_dest_conns);
-    bind_opt(s, 17, sum->top_pid);
-    if (sum->top_pid >= 0)
-        sqlite3_bind_text(s, 18, sum->top_name, -1, SQLITE_STATIC);
-    bind_opt(s, 19, sum->top_ports);
-    sqlite3_bind_int(s, 20, sum->port_starved);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)sum->seq);
+    sqlite3_bind_int64(s, 3, sum->taken_at_ms);
+    sqlite3_bind_int64(s, 4, received_at_ms);
+    bind_summary(s, 5, sum);
     sqlite3_bind_blob64(s, 21, data, len, SQLITE_STATIC);
     rc = run(d, Q_INSERT_SNAP);
     if (rc || sqlite3_changes(d->db) == 0)
@@ -684,6 +749,7 @@ static int sq_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
     sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 3, (sqlite3_int64)sum->seq);
     sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 4, sqlite3_last_insert_rowid(d->db));
     sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 5, sum->taken_at_ms);
+    bind_summary(d->q[Q_TOUCH_HOST], 6, sum);
     return run(d, Q_TOUCH_HOST);
 }
 
@@ -774,9 +840,19 @@ static char *col_dup(sqlite3_stmt *s, int i)
     return strdup(t ? (const char *)t : "");
 }
 
+/* A text column into the host list's strings ("" for NULL). */
+static const char *col_str(store_host_list_t *l, sqlite3_stmt *s, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(s, i);
+
+    return store_host_list_str(l, t, t ? (size_t)sqlite3_column_bytes(s, i) : 0);
+}
+
 static int64_t col_opt(sqlite3_stmt *s, int i)
 {
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, i);
+    sqlite3_value *v = sqlite3_column_value(s, i); /* one column lookup for type and value */
+
+    return sqlite3_value_type(v) == SQLITE_NULL ? -1 : sqlite3_value_int64(v);
 }
 
 static int sq_hosts(store_db_t *d, store_host_list_t **out)
@@ -790,6 +866,14 @@ static int sq_hosts(store_db_t *d, store_host_list_t **out)
     list = calloc(1, sizeof(*list));
     if (!list)
         return UV_ENOMEM;
+    /* Sized once (100,000 hosts are ~35 MiB of records: growing by doubling copied and faulted
+     * in twice that); hosts added meanwhile still fit, by growing. */
+    if (sqlite3_step(d->q[Q_HOSTS_COUNT]) == SQLITE_ROW)
+        cap = (size_t)sqlite3_column_int64(d->q[Q_HOSTS_COUNT], 0) + 16;
+    sqlite3_reset(d->q[Q_HOSTS_COUNT]);
+    list->hosts = malloc(cap * sizeof(*list->hosts));
+    if (cap && !list->hosts)
+        cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         store_host_t *h;
         store_summary_t *l;
@@ -806,12 +890,12 @@ static int sq_hosts(store_db_t *d, store_host_list_t **out)
         h = &list->hosts[list->n++];
         memset(h, 0, sizeof(*h));
         l = &h->latest;
-        h->identity = col_dup(s, 0);
+        h->identity = col_str(list, s, 0);
         h->first_seen = sqlite3_column_int64(s, 1);
         h->last_seen = sqlite3_column_int64(s, 2);
-        h->agent_version = col_dup(s, 3);
-        h->os = col_dup(s, 4);
-        h->platform = col_dup(s, 5);
+        h->agent_version = col_str(list, s, 3);
+        h->os = col_str(list, s, 4);
+        h->platform = col_str(list, s, 5);
         h->interval_ms = (uint64_t)sqlite3_column_int64(s, 6);
         h->last_seq = (uint64_t)sqlite3_column_int64(s, 7);
         h->gaps = (uint64_t)sqlite3_column_int64(s, 8);
@@ -819,9 +903,9 @@ static int sq_hosts(store_db_t *d, store_host_list_t **out)
         h->has_latest = sqlite3_column_type(s, 10) != SQLITE_NULL;
         l->seq = (uint64_t)sqlite3_column_int64(s, 11);
         l->taken_at_ms = sqlite3_column_int64(s, 12);
-        l->netns = col_dup(s, 13);
+        l->netns = col_str(list, s, 13);
         l->pressure_pct = sqlite3_column_double(s, 14);
-        l->pressure_source = col_dup(s, 15);
+        l->pressure_source = col_str(list, s, 15);
         l->tcp_in_use = col_opt(s, 16);
         l->tcp_max = col_opt(s, 17);
         l->udp_in_use = col_opt(s, 18);
@@ -829,15 +913,14 @@ static int sq_hosts(store_db_t *d, store_host_list_t **out)
         l->exclusive_ports = col_opt(s, 20);
         l->kernel_ports = col_opt(s, 21);
         l->total_sockets = col_opt(s, 22);
-        if (sqlite3_column_type(s, 23) != SQLITE_NULL)
-            snprintf(l->worst_dest, sizeof(l->worst_dest), "%s", sqlite3_column_text(s, 23));
+        l->worst_dest = col_str(list, s, 23);
         l->worst_dest_conns = col_opt(s, 24);
         l->top_pid = col_opt(s, 25);
-        l->top_name = col_dup(s, 26);
+        l->top_name = col_str(list, s, 26);
         l->top_ports = col_opt(s, 27);
         l->port_starved = sqlite3_column_int(s, 28);
         if (!h->identity || !h->agent_version || !h->os || !h->platform || !l->netns ||
-            !l->pressure_source || !l->top_name) {
+            !l->pressure_source || !l->top_name || !l->worst_dest) {
             rc = UV_ENOMEM;
             break;
         }

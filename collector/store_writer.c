@@ -74,7 +74,8 @@ struct store_item_s {
     size_t len;
     Epw__Snapshot *snap; /* SNAPSHOT: decoded at submit (see decode_item), or NULL */
     arena_blk_t *arena;  /* snap's memory, released after done_cb (deliver) */
-    store_summary_t sum; /* SNAPSHOT: the summary columns; strings borrow snap */
+    store_summary_t sum; /* SNAPSHOT: the summary columns; strings borrow snap and dest */
+    char dest[STORE_DEST_LEN];
     store_alert_t alert; /* ALERT: strings point into mem */
     int forced;          /* accepted beyond the queue limits (ALERT) */
     char mem[];          /* identity, then the op's strings or bytes: one allocation per item */
@@ -143,7 +144,7 @@ static void list_concat(store_list_t *dst, store_list_t *src)
 
 /* ---- summary ---------------------------------------------------------------------------- */
 
-void store_summarize(const Epw__Snapshot *snap, store_summary_t *out)
+void store_summarize(const Epw__Snapshot *snap, store_summary_t *out, char dest[STORE_DEST_LEN])
 {
     const Epw__DestinationUsage *worst = NULL;
     const Epw__ProcessUsage *top = NULL;
@@ -178,11 +179,13 @@ void store_summarize(const Epw__Snapshot *snap, store_summary_t *out)
             worst = d;
     }
     out->worst_dest_conns = -1;
+    dest[0] = '\0';
+    out->worst_dest = dest;
     if (worst) {
         const char *remote = worst->remote_address ? worst->remote_address : "";
         int v6 = strchr(remote, ':') != NULL;
         out->worst_dest_conns = worst->connections;
-        snprintf(out->worst_dest, sizeof(out->worst_dest), "%s -> %s%s%s:%u/%s",
+        snprintf(dest, STORE_DEST_LEN, "%s -> %s%s%s:%u/%s",
                  worst->local_address ? worst->local_address : "", v6 ? "[" : "", remote,
                  v6 ? "]" : "", (unsigned)worst->remote_port, epw_snap_proto_name(worst->protocol));
     }
@@ -711,7 +714,7 @@ static int decode_item(store_item_t *it)
         arena_release(&it->arena);
         return EPW_E_PROTO;
     }
-    store_summarize(it->snap, &it->sum);
+    store_summarize(it->snap, &it->sum, it->dest);
     it->res.seq = it->sum.seq;
     return 0;
 }
@@ -948,21 +951,47 @@ int store_reader_hosts(store_reader_t *rd, store_host_list_t **out)
     return rd->be->hosts(rd->db, out);
 }
 
+struct store_strblk_s {
+    struct store_strblk_s *next;
+    size_t used, cap;
+    char data[];
+};
+
+#define STRBLK_SIZE (256u << 10)
+
+const char *store_host_list_str(store_host_list_t *list, const char *s, size_t len)
+{
+    struct store_strblk_s *b = list->strings;
+    char *p;
+
+    if (!s)
+        s = "", len = 0;
+    if (!b || b->cap - b->used < len + 1) {
+        size_t cap = len + 1 > STRBLK_SIZE ? len + 1 : STRBLK_SIZE;
+        b = malloc(sizeof(*b) + cap);
+        if (!b)
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        b->next = list->strings;
+        list->strings = b;
+    }
+    p = b->data + b->used;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    b->used += len + 1;
+    return p;
+}
+
 void store_host_list_free(store_host_list_t *list)
 {
-    size_t i;
+    struct store_strblk_s *b, *next;
 
     if (!list)
         return;
-    for (i = 0; i < list->n; i++) {
-        store_host_t *h = &list->hosts[i];
-        free((void *)h->identity);
-        free((void *)h->agent_version);
-        free((void *)h->os);
-        free((void *)h->platform);
-        free((void *)h->latest.netns);
-        free((void *)h->latest.pressure_source);
-        free((void *)h->latest.top_name);
+    for (b = list->strings; b; b = next) {
+        next = b->next;
+        free(b);
     }
     free(list->hosts);
     free(list);

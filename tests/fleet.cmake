@@ -8,6 +8,12 @@ if(EPW_BUILD_COLLECTOR AND NOT WIN32 AND TARGET epwatch-collector)
     target_link_libraries(epw_fleet_support PUBLIC epw_common m)
     epw_target_warnings(epw_fleet_support)
 
+    # The collector's schema for the benchmarks that write raw SQL (fleet_schema.h).
+    add_library(epw_fleet_store STATIC ${_fleet_dir}/fleet_schema.c)
+    target_include_directories(epw_fleet_store PUBLIC ${_fleet_dir})
+    target_link_libraries(epw_fleet_store PUBLIC epw_store epw_common)
+    epw_target_warnings(epw_fleet_store)
+
     add_executable(epwatch-fleetsim ${_fleet_dir}/fleetsim.c)
     target_link_libraries(epwatch-fleetsim PRIVATE epw_fleet_support epw_net epw_common)
     epw_target_warnings(epwatch-fleetsim)
@@ -15,11 +21,13 @@ if(EPW_BUILD_COLLECTOR AND NOT WIN32 AND TARGET epwatch-collector)
     # The bare loop links SQLite itself on purpose: it is the physical limit the store is measured
     # against (store.h keeps SQLite out of everything else).
     add_executable(bench_sqlite_baseline ${_fleet_dir}/bench_sqlite_baseline.c)
-    target_link_libraries(bench_sqlite_baseline PRIVATE epw_fleet_support epw_store SQLite::SQLite3)
+    target_link_libraries(bench_sqlite_baseline PRIVATE epw_fleet_support epw_fleet_store epw_store
+                          SQLite::SQLite3)
     epw_target_warnings(bench_sqlite_baseline)
 
     add_executable(bench_queries ${_fleet_dir}/bench_queries.c)
-    target_link_libraries(bench_queries PRIVATE epw_fleet_support epw_store SQLite::SQLite3)
+    target_link_libraries(bench_queries PRIVATE epw_fleet_support epw_fleet_store epw_store
+                          SQLite::SQLite3)
     epw_target_warnings(bench_queries)
 
     find_program(EPW_SQLITE3_CLI sqlite3)

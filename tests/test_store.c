@@ -722,6 +722,8 @@ static int plan_has(const char *path, const char *sql, const char *needle)
     return found;
 }
 
+/* The fleet table's latest seq for web1 (-1: none); also checks that its summary is the one of
+ * that snapshot as submit_snap made it (pressure = seq, netns "ns-b" for seq 4 only). */
 static int64_t latest_seq(fx_t *fx)
 {
     store_reader_t *rd = fx_reader(fx);
@@ -730,19 +732,28 @@ static int64_t latest_seq(fx_t *fx)
 
     assert_int_equal(store_reader_hosts(rd, &hl), 0);
     assert_int_equal(hl->n, 1);
-    if (hl->hosts[0].has_latest)
-        seq = (int64_t)hl->hosts[0].latest.seq;
+    if (hl->hosts[0].has_latest) {
+        const store_summary_t *l = &hl->hosts[0].latest;
+        seq = (int64_t)l->seq;
+        assert_true(l->pressure_pct == (double)seq);
+        assert_string_equal(l->netns, seq == 4 ? "ns-b" : "");
+        assert_string_equal(l->worst_dest, "10.0.0.5 -> [fd00::1]:5432/tcp");
+        assert_int_equal(l->top_pid, 20);
+        assert_string_equal(l->top_name, "java");
+        assert_int_equal(l->exclusive_ports, 42);
+    }
     store_host_list_free(hl);
     store_reader_close(rd);
     return seq;
 }
 
 /*
- * Schema version 3 (issue 6): hosts keeps its latest snapshot (by taken_at, not by arrival), a
- * version 2 database is migrated (latest filled in, the history index made covering), and
- * retention clears a latest it removed.
+ * Schema versions 3 and 4 (issue 6): hosts keeps its latest snapshot (by taken_at, not by arrival)
+ * with its summary columns, a version 2 database is migrated (latest and its summary filled in,
+ * the history index made covering), the fleet table reads hosts alone, and retention clears a
+ * latest it removed.
  */
-static void test_latest_and_migration_v3(void **state)
+static void test_latest_and_migration(void **state)
 {
     const int64_t base = 1700000000000LL;
     store_options_t o = {.batch_max = 1};
@@ -766,13 +777,35 @@ static void test_latest_and_migration_v3(void **state)
                                   "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at);"
                                   "ALTER TABLE hosts DROP COLUMN latest_id;"
                                   "ALTER TABLE hosts DROP COLUMN latest_taken_at;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_seq;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_netns;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_pressure_pct;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_pressure_source;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_tcp_in_use;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_tcp_max;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_udp_in_use;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_udp_max;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_exclusive_ports;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_kernel_ports;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_total_sockets;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_worst_dest;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_worst_dest_conns;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_top_pid;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_top_name;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_top_ports;"
+                                  "ALTER TABLE hosts DROP COLUMN latest_port_starved;"
                                   "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
     fx_open(fx, &o);
-    assert_int_equal(sql_num(fx->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    assert_int_equal(sql_num(fx->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
     assert_int_equal(latest_seq(fx), 4);
+    /* The fleet table (as store_sqlite.c's Q_HOSTS) touches no snapshot row. */
+    assert_false(plan_has(fx->path,
+                          "SELECT identity, latest_id, latest_seq, latest_pressure_pct FROM hosts"
+                          " ORDER BY identity",
+                          "snapshots"));
     assert_int_equal(sql_num(fx->path, "SELECT count(*) FROM pragma_index_info("
                                        "'snapshots_host_time') WHERE name = 'pressure_pct'"),
                      1);
@@ -1029,7 +1062,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_gaps),
         cmocka_unit_test(test_history),
-        cmocka_unit_test(test_latest_and_migration_v3),
+        cmocka_unit_test(test_latest_and_migration),
         cmocka_unit_test(test_bad_snapshot),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_alerts_table),

@@ -351,7 +351,7 @@ static void test_store_and_read_back(void **state)
     /* Stored as documented: BYTEA blob, BIGINT times, NULL for what was not reported. */
     assert_int_equal(psql_num(DBNAME, "SELECT count(*) FROM snapshots WHERE udp_in_use IS NULL"),
                      N / 3);
-    assert_int_equal(psql_num(DBNAME, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    assert_int_equal(psql_num(DBNAME, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
     assert_int_equal(psql_num(DBNAME, "SELECT count(*) FROM information_schema.columns"
                                       " WHERE table_name = 'snapshots' AND column_name = 'data'"
                                       " AND data_type = 'bytea'"),

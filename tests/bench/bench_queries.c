@@ -8,6 +8,7 @@
 
 #include "epw_err.h"
 #include "epw_log.h"
+#include "fleet_schema.h"
 #include "fleet_snap.h"
 #include "store.h"
 
@@ -34,37 +35,6 @@ static void die_sql(sqlite3 *db, const char *what)
     exit(1);
 }
 
-static void on_done(store_t *st, const store_result_t *r, size_t n, void *ud)
-{
-    (void)st;
-    (void)r;
-    (void)n;
-    (void)ud;
-}
-
-/* Creates the schema with the collector's own code. */
-static void create_schema(const char *path)
-{
-    uv_loop_t loop;
-    store_options_t so;
-    store_t *st = NULL;
-    int rc;
-
-    uv_loop_init(&loop);
-    memset(&so, 0, sizeof(so));
-    so.target = path;
-    so.relaxed_sync = 1;
-    so.done_cb = on_done;
-    rc = store_open(&loop, &so, &st);
-    if (rc) {
-        fprintf(stderr, "bench_queries: store_open %s: %s\n", path, epw_strerror(rc));
-        exit(1);
-    }
-    store_close(st, NULL, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-}
-
 static int already_populated(sqlite3 *db, const char *key)
 {
     sqlite3_stmt *s;
@@ -86,12 +56,13 @@ static void insert(sqlite3 *db, sqlite3_stmt *ins, fleet_snap_scratch_t *sc, uin
     uint8_t buf[8192];
     Epw__Snapshot *s;
     store_summary_t sum;
+    char dest[STORE_DEST_LEN];
     size_t len;
 
     snprintf(name, sizeof(name), "fleet-%06u", h);
     s = fleet_snap_build(sc, h, name, seq, at, 0);
     len = epw__snapshot__pack(s, buf);
-    store_summarize(s, &sum);
+    store_summarize(s, &sum, dest);
     sqlite3_bind_text(ins, 1, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(ins, 2, (sqlite3_int64)seq);
     sqlite3_bind_int64(ins, 3, at);
@@ -180,14 +151,21 @@ static void populate(const char *path, uint32_t hosts, uint32_t hist, uint32_t d
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     {
-        char sql[640];
+        char sql[1536];
         snprintf(sql, sizeof(sql),
                  "INSERT OR REPLACE INTO meta(key, value) VALUES('bench_populated', '%s');"
-                 /* What the writer keeps on every insert (schema version 3). */
+                 /* What the writer keeps on every insert (schema version 4). */
                  "UPDATE hosts SET latest_id = (SELECT id FROM snapshots WHERE host ="
                  " hosts.identity ORDER BY taken_at DESC, id DESC LIMIT 1);"
-                 "UPDATE hosts SET latest_taken_at ="
-                 " (SELECT taken_at FROM snapshots WHERE id = latest_id);"
+                 "UPDATE hosts SET (latest_taken_at, latest_seq, latest_netns,"
+                 " latest_pressure_pct, latest_pressure_source, latest_tcp_in_use, latest_tcp_max,"
+                 " latest_udp_in_use, latest_udp_max, latest_exclusive_ports, latest_kernel_ports,"
+                 " latest_total_sockets, latest_worst_dest, latest_worst_dest_conns,"
+                 " latest_top_pid, latest_top_name, latest_top_ports, latest_port_starved)"
+                 " = (SELECT taken_at, seq, netns, pressure_pct, pressure_source, tcp_in_use,"
+                 " tcp_max, udp_in_use, udp_max, exclusive_ports, kernel_ports, total_sockets,"
+                 " worst_dest, worst_dest_conns, top_pid, top_name, top_ports, port_starved"
+                 " FROM snapshots WHERE id = latest_id);"
                  "PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;",
                  key);
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
@@ -245,7 +223,7 @@ int main(int argc, char **argv)
     }
     epw_log_set_level(EPW_LOG_WARN);
     snprintf(key, sizeof(key), "hosts=%u history=%u days=%u gen=1", hosts, hist, days);
-    create_schema(path);
+    fleet_schema_create(path);
     populate(path, hosts, hist, days, key);
 
     th = calloc(reps, sizeof(*th));

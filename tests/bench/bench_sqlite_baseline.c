@@ -8,14 +8,15 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "fleet_schema.h"
 #include "fleet_snap.h"
 #include "store.h"
 
 /*
  * What the collector's writer thread does per snapshot, without anything around it: the same
- * schema (copied from collector/store_sqlite.c, version 3), the same two statements per snapshot
- * (INSERT ... ON CONFLICT DO NOTHING into snapshots, then the hosts upsert of last_seen, last_seq
- * and the latest snapshot),
+ * schema (created by the collector's store code), the same two statements per snapshot (INSERT ...
+ * ON CONFLICT DO NOTHING into snapshots, then the hosts upsert of last_seen, last_seq and the
+ * latest snapshot with its summary), SQLite's defaults otherwise (auto-checkpoint in this thread),
  * the same batch size per transaction, WAL and synchronous=FULL (or NORMAL with --relaxed), the
  * writer's 64 MiB page cache. The
  * rows are the fleet simulator's snapshots (tests/bench/fleet_snap.c) for --hosts hosts, seq
@@ -29,69 +30,40 @@
 
 #define POOL 4096u
 
-static const char *const ddl =
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '3');"
-    "CREATE TABLE hosts ("
-    " identity TEXT PRIMARY KEY,"
-    " first_seen INTEGER NOT NULL,"
-    " last_seen INTEGER NOT NULL,"
-    " agent_version TEXT,"
-    " os TEXT,"
-    " platform TEXT,"
-    " interval_ms INTEGER,"
-    " last_seq INTEGER NOT NULL DEFAULT 0,"
-    " gaps INTEGER NOT NULL DEFAULT 0,"
-    " dropped INTEGER NOT NULL DEFAULT 0,"
-    " latest_id INTEGER,"
-    " latest_taken_at INTEGER);"
-    "CREATE TABLE snapshots ("
-    " id INTEGER PRIMARY KEY,"
-    " host TEXT NOT NULL,"
-    " netns TEXT NOT NULL DEFAULT '',"
-    " seq INTEGER NOT NULL,"
-    " taken_at INTEGER NOT NULL,"
-    " received_at INTEGER NOT NULL,"
-    " pressure_pct REAL NOT NULL,"
-    " pressure_source TEXT NOT NULL,"
-    " tcp_in_use INTEGER, tcp_max INTEGER, udp_in_use INTEGER, udp_max INTEGER,"
-    " exclusive_ports INTEGER NOT NULL,"
-    " kernel_ports INTEGER NOT NULL,"
-    " total_sockets INTEGER NOT NULL,"
-    " worst_dest TEXT, worst_dest_conns INTEGER,"
-    " top_pid INTEGER, top_name TEXT, top_ports INTEGER,"
-    " port_starved INTEGER NOT NULL,"
-    " data BLOB NOT NULL,"
-    " UNIQUE (host, netns, seq));"
-    "CREATE INDEX snapshots_host_time ON snapshots(host, taken_at, pressure_pct);"
-    "CREATE INDEX snapshots_time ON snapshots(taken_at);"
-    "CREATE TABLE gaps ("
-    " host TEXT NOT NULL,"
-    " after_seq INTEGER NOT NULL,"
-    " dropped INTEGER NOT NULL,"
-    " recorded_at INTEGER NOT NULL,"
-    " PRIMARY KEY (host, after_seq));";
-
 static const char *const q_insert =
-    "INSERT INTO snapshots(host, netns, seq, taken_at, received_at, pressure_pct,"
+    "INSERT INTO snapshots(host, seq, taken_at, received_at, netns, pressure_pct,"
     " pressure_source, tcp_in_use, tcp_max, udp_in_use, udp_max, exclusive_ports,"
     " kernel_ports, total_sockets, worst_dest, worst_dest_conns, top_pid, top_name,"
     " top_ports, port_starved, data)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
     " ?18, ?19, ?20, ?21)"
     " ON CONFLICT(host, netns, seq) DO NOTHING";
+/* Copied from collector/store_sqlite.c (Q_INSERT_SNAP, Q_TOUCH_HOST): the baseline runs the
+ * collector's statements without its code. Keep them in step. */
+#define LATEST(col)                                                                                \
+    " " col " = CASE WHEN latest_taken_at IS NULL OR excluded.latest_taken_at >= latest_taken_at"  \
+    " THEN excluded." col " ELSE " col " END"
+/* clang-format off */
 static const char *const q_touch =
     "INSERT INTO hosts(identity, first_seen, last_seen, last_seq, latest_id,"
-    " latest_taken_at) VALUES(?1, ?2, ?2, ?3, ?4, ?5)"
+    " latest_taken_at, latest_seq, latest_netns, latest_pressure_pct,"
+    " latest_pressure_source, latest_tcp_in_use, latest_tcp_max, latest_udp_in_use,"
+    " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
+    " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
+    " latest_top_ports, latest_port_starved)"
+    " VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+    " ?16, ?17, ?18, ?19, ?20, ?21)"
     " ON CONFLICT(identity) DO UPDATE SET"
     " last_seen = max(last_seen, excluded.last_seen),"
     " last_seq = max(last_seq, excluded.last_seq),"
-    " latest_id = CASE WHEN latest_taken_at IS NULL"
-    " OR excluded.latest_taken_at >= latest_taken_at"
-    " THEN excluded.latest_id ELSE latest_id END,"
-    " latest_taken_at = CASE WHEN latest_taken_at IS NULL"
-    " OR excluded.latest_taken_at >= latest_taken_at"
-    " THEN excluded.latest_taken_at ELSE latest_taken_at END";
+    LATEST("latest_id") "," LATEST("latest_taken_at") "," LATEST("latest_seq") ","
+    LATEST("latest_netns") "," LATEST("latest_pressure_pct") "," LATEST("latest_pressure_source") ","
+    LATEST("latest_tcp_in_use") "," LATEST("latest_tcp_max") "," LATEST("latest_udp_in_use") ","
+    LATEST("latest_udp_max") "," LATEST("latest_exclusive_ports") "," LATEST("latest_kernel_ports") ","
+    LATEST("latest_total_sockets") "," LATEST("latest_worst_dest") ","
+    LATEST("latest_worst_dest_conns") "," LATEST("latest_top_pid") "," LATEST("latest_top_name") ","
+    LATEST("latest_top_ports") "," LATEST("latest_port_starved");
+/* clang-format on */
 static const char *const q_hello =
     "INSERT INTO hosts(identity, first_seen, last_seen, agent_version, os, platform,"
     " interval_ms) VALUES(?1, ?2, ?2, 'fleetsim', 'Linux', 'linux', 1000)";
@@ -101,6 +73,7 @@ typedef struct row_s {
     size_t len;
     Epw__Snapshot *snap; /* unpacked, owns the strings the summary points to */
     store_summary_t sum;
+    char dest[STORE_DEST_LEN];
 } row_t;
 
 static int check(sqlite3 *db, int rc, const char *what)
@@ -119,32 +92,38 @@ static void bind_opt(sqlite3_stmt *s, int i, int64_t v)
         sqlite3_bind_int64(s, i, v);
 }
 
+/* As store_sqlite.c binds the summary columns (netns ... port_starved) from parameter i on. */
+static void bind_summary(sqlite3_stmt *s, int i, const store_summary_t *sum)
+{
+    sqlite3_bind_text(s, i, sum->netns, -1, SQLITE_STATIC);
+    sqlite3_bind_double(s, i + 1, sum->pressure_pct);
+    sqlite3_bind_text(s, i + 2, sum->pressure_source, -1, SQLITE_STATIC);
+    bind_opt(s, i + 3, sum->tcp_in_use);
+    bind_opt(s, i + 4, sum->tcp_max);
+    bind_opt(s, i + 5, sum->udp_in_use);
+    bind_opt(s, i + 6, sum->udp_max);
+    sqlite3_bind_int64(s, i + 7, sum->exclusive_ports);
+    sqlite3_bind_int64(s, i + 8, sum->kernel_ports);
+    sqlite3_bind_int64(s, i + 9, sum->total_sockets);
+    if (sum->worst_dest_conns >= 0)
+        sqlite3_bind_text(s, i + 10, sum->worst_dest, -1, SQLITE_STATIC);
+    bind_opt(s, i + 11, sum->worst_dest_conns);
+    bind_opt(s, i + 12, sum->top_pid);
+    if (sum->top_pid >= 0)
+        sqlite3_bind_text(s, i + 13, sum->top_name, -1, SQLITE_STATIC);
+    bind_opt(s, i + 14, sum->top_ports);
+    sqlite3_bind_int(s, i + 15, sum->port_starved);
+}
+
 static void insert_row(sqlite3 *db, sqlite3_stmt *ins, sqlite3_stmt *touch, const char *host,
                        uint64_t seq, int64_t now, const store_summary_t *sum, const uint8_t *data,
                        size_t len)
 {
     sqlite3_bind_text(ins, 1, host, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 2, sum->netns, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 3, (sqlite3_int64)seq);
+    sqlite3_bind_int64(ins, 2, (sqlite3_int64)seq);
+    sqlite3_bind_int64(ins, 3, now);
     sqlite3_bind_int64(ins, 4, now);
-    sqlite3_bind_int64(ins, 5, now);
-    sqlite3_bind_double(ins, 6, sum->pressure_pct);
-    sqlite3_bind_text(ins, 7, sum->pressure_source, -1, SQLITE_STATIC);
-    bind_opt(ins, 8, sum->tcp_in_use);
-    bind_opt(ins, 9, sum->tcp_max);
-    bind_opt(ins, 10, sum->udp_in_use);
-    bind_opt(ins, 11, sum->udp_max);
-    sqlite3_bind_int64(ins, 12, sum->exclusive_ports);
-    sqlite3_bind_int64(ins, 13, sum->kernel_ports);
-    sqlite3_bind_int64(ins, 14, sum->total_sockets);
-    if (sum->worst_dest_conns >= 0)
-        sqlite3_bind_text(ins, 15, sum->worst_dest, -1, SQLITE_STATIC);
-    bind_opt(ins, 16, sum->worst_dest_conns);
-    bind_opt(ins, 17, sum->top_pid);
-    if (sum->top_pid >= 0)
-        sqlite3_bind_text(ins, 18, sum->top_name, -1, SQLITE_STATIC);
-    bind_opt(ins, 19, sum->top_ports);
-    sqlite3_bind_int(ins, 20, sum->port_starved);
+    bind_summary(ins, 5, sum);
     sqlite3_bind_blob64(ins, 21, data, len, SQLITE_STATIC);
     check(db, sqlite3_step(ins), "insert snapshot");
     sqlite3_reset(ins);
@@ -156,6 +135,7 @@ static void insert_row(sqlite3 *db, sqlite3_stmt *ins, sqlite3_stmt *touch, cons
     sqlite3_bind_int64(touch, 3, (sqlite3_int64)seq);
     sqlite3_bind_int64(touch, 4, sqlite3_last_insert_rowid(db));
     sqlite3_bind_int64(touch, 5, now);
+    bind_summary(touch, 6, sum);
     check(db, sqlite3_step(touch), "touch host");
     sqlite3_reset(touch);
     sqlite3_clear_bindings(touch);
@@ -202,6 +182,8 @@ int main(int argc, char **argv)
         return 2;
     }
     unlink(path);
+    /* The collector's own tables and indexes (created by its store code, not timed). */
+    fleet_schema_create(path);
 
     /* The rows, encoded and summarized before the clock starts. */
     pool = calloc(POOL, sizeof(*pool));
@@ -220,7 +202,7 @@ int main(int argc, char **argv)
         pool[r].snap = epw__snapshot__unpack(NULL, pool[r].len, pool[r].data);
         if (pool[r].snap == NULL)
             return 1;
-        store_summarize(pool[r].snap, &pool[r].sum);
+        store_summarize(pool[r].snap, &pool[r].sum, pool[r].dest);
     }
 
     check(NULL, sqlite3_open(path, &db), "open");
@@ -230,7 +212,6 @@ int main(int argc, char **argv)
                        NULL, NULL),
           "synchronous");
     check(db, sqlite3_exec(db, "PRAGMA cache_size=-65536", NULL, NULL, NULL), "cache_size");
-    check(db, sqlite3_exec(db, ddl, NULL, NULL, NULL), "schema");
     check(db, sqlite3_prepare_v2(db, q_insert, -1, &ins, NULL), "prepare");
     check(db, sqlite3_prepare_v2(db, q_touch, -1, &touch, NULL), "prepare");
     check(db, sqlite3_prepare_v2(db, q_hello, -1, &hello, NULL), "prepare");
@@ -259,7 +240,8 @@ int main(int argc, char **argv)
             if (decode) {
                 Epw__Snapshot *s = epw__snapshot__unpack(NULL, row->len, row->data);
                 store_summary_t sum;
-                store_summarize(s, &sum);
+                char dest[STORE_DEST_LEN];
+                store_summarize(s, &sum, dest);
                 insert_row(db, ins, touch, name, r / hosts + 1, now, &sum, row->data, row->len);
                 epw__snapshot__free_unpacked(s, NULL);
             } else {
