@@ -147,7 +147,7 @@ static const char *const migrations[] = {
 #define OID_TEXT   25
 #define OID_FLOAT8 701
 
-#define MAX_PARAMS 21
+#define MAX_PARAMS 22
 
 enum {
     Q_BEGIN,
@@ -233,12 +233,12 @@ static const query_t queries[Q_N] = {
          " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
          " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
          " latest_top_ports, latest_port_starved)"
-         " VALUES($1, $2, $2, $3, $4, $5, $3, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+         " VALUES($1, $2, $2, $3, $4, $5, $22, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
          " $16, $17, $18, $19, $20, $21)"
          " ON CONFLICT(identity) DO UPDATE SET"
          " last_seen = GREATEST(hosts.last_seen, excluded.last_seen),"
          " last_seq = GREATEST(hosts.last_seq, excluded.last_seq)," LATEST_SET_PG,
-         "TIIIITFTIIIIIIITIITIi"},
+         "TIIIITFTIIIIIIITIITIiI"},
     [Q_INSERT_GAP] = {"INSERT INTO gaps(host, after_seq, dropped, recorded_at)"
                       " VALUES($1, $2, $3, $4) ON CONFLICT(host, after_seq) DO NOTHING",
                       "TIII"},
@@ -873,14 +873,14 @@ static void p_summary(params_t *p, const store_summary_t *sum)
 
 static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t received_at_ms,
                               const store_summary_t *sum, const uint8_t *data, size_t len,
-                              int *out_new)
+                              int *out_new, int64_t *out_id)
 {
     params_t p = {.n = 0};
     PGresult *r = NULL;
-    int64_t id;
     int rc;
 
     *out_new = 0;
+    *out_id = 0;
     if (len > (size_t)0x3fffffff) /* a bytea holds at most 1 GiB; the wire limit is far below */
         return UV_EINVAL;
     p_text(&p, identity);
@@ -896,16 +896,24 @@ static int pg_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
         PQclear(r);
         return 0;
     }
-    id = col_int(r, 0, 0);
+    *out_id = col_int(r, 0, 0);
     PQclear(r);
     *out_new = 1;
-    p.n = 0;
+    return 0;
+}
+
+static int pg_touch_host(store_db_t *d, const char *identity, int64_t seen_ms, uint64_t max_seq,
+                         int64_t latest_id, const store_summary_t *latest)
+{
+    params_t p = {.n = 0};
+
     p_text(&p, identity);
-    p_i64(&p, received_at_ms);
-    p_i64(&p, (int64_t)sum->seq);
-    p_i64(&p, id);
-    p_i64(&p, sum->taken_at_ms);
-    p_summary(&p, sum);
+    p_i64(&p, seen_ms);
+    p_i64(&p, (int64_t)max_seq);
+    p_i64(&p, latest_id);
+    p_i64(&p, latest->taken_at_ms);
+    p_summary(&p, latest);
+    p_i64(&p, (int64_t)latest->seq);
     return run_cmd(d, Q_TOUCH_HOST, &p, 0, NULL);
 }
 
@@ -1217,6 +1225,7 @@ const store_backend_t store_pg_backend = {
     .rollback = pg_rollback,
     .upsert_host = pg_upsert_host,
     .insert_snapshot = pg_insert_snapshot,
+    .touch_host = pg_touch_host,
     .record_gap = pg_record_gap,
     .purge_chunk = pg_purge_chunk,
     .upsert_alert = pg_upsert_alert,

@@ -14,7 +14,7 @@
 #define SUB "store"
 
 /*
- * Schema (version 3). Times are ms since the Unix epoch, UTC. Query it with the sqlite3 CLI, e.g.
+ * Schema (version 4). Times are ms since the Unix epoch, UTC. Query it with the sqlite3 CLI, e.g.
  *   sqlite3 history.db "SELECT identity, last_seq, gaps, dropped FROM hosts"
  *
  *   meta      (key TEXT PRIMARY KEY, value TEXT NOT NULL)        -- ('schema_version', '1')
@@ -24,20 +24,21 @@
  *              last_seq INTEGER NOT NULL DEFAULT 0,  -- highest seq stored; kept by retention
  *              gaps INTEGER NOT NULL DEFAULT 0,      -- gap events recorded
  *              dropped INTEGER NOT NULL DEFAULT 0,   -- snapshots lost in total
-              latest_id INTEGER,       -- snapshots.id of the latest taken_at (ties: last stored),
-              latest_taken_at INTEGER) -- kept by the writer; NULL once retention removed it
-                                       -- (version 3: the fleet table is one scan, no seek per host)
+ *            latest_id INTEGER,       -- snapshots.id of the latest taken_at (ties: last stored),
+ *            latest_taken_at INTEGER, -- kept by the writer; NULL once retention removed it
+ *            latest_seq ... latest_port_starved) -- that snapshot's summary columns (version 4:
+ *                                     -- the fleet table reads hosts alone, no seek per host)
  *   snapshots (id INTEGER PRIMARY KEY, host TEXT, netns TEXT ('' = the agent's own), seq,
  *              taken_at, received_at INTEGER, pressure_pct REAL, pressure_source TEXT,
  *              tcp_in_use, tcp_max, udp_in_use, udp_max INTEGER (NULL: not reported),
  *              exclusive_ports, kernel_ports, total_sockets INTEGER,
  *              worst_dest TEXT ('local -> remote:port/proto'), worst_dest_conns INTEGER,
  *              top_pid INTEGER, top_name TEXT, top_ports INTEGER, port_starved INTEGER (0/1),
- *              data BLOB  -- the full protobuf Snapshot, decode with epw__snapshot__unpack
+ *              data BLOB  -- the Snapshot as the agent encoded it (epw__snapshot__unpack)
  *              UNIQUE (host, netns, seq))
  *              INDEX snapshots_host_time (host, taken_at, pressure_pct)
-                   -- history, snapshot at t; covering for the history query (version 3: a
-                   -- week of one host is an index range, not 10,000 scattered table rows)
+ *                 -- history, snapshot at t; covering for the history query (version 3: a
+ *                 -- week of one host is an index range, not 10,000 scattered table rows)
  *              INDEX snapshots_time (taken_at)              -- retention across hosts
  *   gaps      (host TEXT, after_seq INTEGER, dropped INTEGER, recorded_at INTEGER,
  *              PRIMARY KEY (host, after_seq))
@@ -241,7 +242,7 @@ static const char *const queries[Q_N] = {
         " latest_udp_max, latest_exclusive_ports, latest_kernel_ports, latest_total_sockets,"
         " latest_worst_dest, latest_worst_dest_conns, latest_top_pid, latest_top_name,"
         " latest_top_ports, latest_port_starved)"
-        " VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+        " VALUES(?1, ?2, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
         " ?16, ?17, ?18, ?19, ?20, ?21)"
         " ON CONFLICT(identity) DO UPDATE SET"
         " last_seen = max(last_seen, excluded.last_seen),"
@@ -728,12 +729,13 @@ static void bind_summary(sqlite3_stmt *s, int i, const store_summary_t *sum)
 
 static int sq_insert_snapshot(store_db_t *d, const char *identity, int64_t received_at_ms,
                               const store_summary_t *sum, const uint8_t *data, size_t len,
-                              int *out_new)
+                              int *out_new, int64_t *out_id)
 {
     sqlite3_stmt *s = d->q[Q_INSERT_SNAP];
     int rc;
 
     *out_new = 0;
+    *out_id = 0;
     sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)sum->seq);
     sqlite3_bind_int64(s, 3, sum->taken_at_ms);
@@ -744,12 +746,22 @@ static int sq_insert_snapshot(store_db_t *d, const char *identity, int64_t recei
     if (rc || sqlite3_changes(d->db) == 0)
         return rc;
     *out_new = 1;
-    sqlite3_bind_text(d->q[Q_TOUCH_HOST], 1, identity, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 2, received_at_ms);
-    sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 3, (sqlite3_int64)sum->seq);
-    sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 4, sqlite3_last_insert_rowid(d->db));
-    sqlite3_bind_int64(d->q[Q_TOUCH_HOST], 5, sum->taken_at_ms);
-    bind_summary(d->q[Q_TOUCH_HOST], 6, sum);
+    *out_id = sqlite3_last_insert_rowid(d->db);
+    return 0;
+}
+
+static int sq_touch_host(store_db_t *d, const char *identity, int64_t seen_ms, uint64_t max_seq,
+                         int64_t latest_id, const store_summary_t *latest)
+{
+    sqlite3_stmt *s = d->q[Q_TOUCH_HOST];
+
+    sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, seen_ms);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)max_seq);
+    sqlite3_bind_int64(s, 4, latest_id);
+    sqlite3_bind_int64(s, 5, latest->taken_at_ms);
+    bind_summary(s, 6, latest);
+    sqlite3_bind_int64(s, 22, (sqlite3_int64)latest->seq);
     return run(d, Q_TOUCH_HOST);
 }
 
@@ -1111,6 +1123,7 @@ const store_backend_t store_sqlite_backend = {
     .rollback = sq_rollback,
     .upsert_host = sq_upsert_host,
     .insert_snapshot = sq_insert_snapshot,
+    .touch_host = sq_touch_host,
     .record_gap = sq_record_gap,
     .purge_chunk = sq_purge_chunk,
     .upsert_alert = sq_upsert_alert,

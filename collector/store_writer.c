@@ -81,6 +81,20 @@ struct store_item_s {
     char mem[];          /* identity, then the op's strings or bytes: one allocation per item */
 };
 
+/*
+ * One host's row update for the running batch: hosts are touched once per batch (at its end, or
+ * before a Hello that reads the row) with the maxima and the latest snapshot, not once per
+ * snapshot. Under load a batch holds several snapshots per host, and the hosts upsert (19 columns
+ * of the latest snapshot) was the costliest statement of the insert.
+ */
+typedef struct touch_s {
+    const char *identity; /* the item's: valid until the batch is delivered */
+    int64_t seen_ms;
+    uint64_t max_seq;
+    int64_t latest_id;
+    const store_summary_t *latest; /* the item's */
+} touch_t;
+
 typedef struct store_list_s {
     store_item_t *head, *tail;
     size_t n;
@@ -113,6 +127,9 @@ struct store_s {
     void *close_ud;
 
     /* Writer thread only. */
+    touch_t *touch;        /* the batch's host rows to update, open addressing (touch_add) */
+    uint32_t *touch_order; /* their slots in first-seen order */
+    size_t n_touch, touch_cap;
     uint64_t next_pass_ms; /* monotonic: when the next retention pass starts */
     int pass_active;       /* a pass is deleting chunk by chunk between batches */
     int64_t pass_cutoff_ms;
@@ -244,16 +261,91 @@ static void item_fail(store_item_t *it, int err)
     it->res.gap_new = 0;
 }
 
-/* One item inside the batch transaction. Returns nonzero only for failures that doom the batch;
- * an undecodable snapshot fails alone. */
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Writes the batch's pending host rows (in the batch's transaction) and empties the table. */
+static int touch_flush(store_t *st)
+{
+    int rc = 0;
+    size_t i;
+
+    for (i = 0; i < st->n_touch; i++) {
+        touch_t *t = &st->touch[st->touch_order[i]];
+        if (!rc)
+            rc = st->be->touch_host(st->db, t->identity, t->seen_ms, t->max_seq, t->latest_id,
+                                    t->latest);
+        t->identity = NULL;
+    }
+    st->n_touch = 0;
+    return rc;
+}
+
+/* Drops the pending rows (the batch rolled back). */
+static void touch_clear(store_t *st)
+{
+    size_t i;
+
+    for (i = 0; i < st->n_touch; i++)
+        st->touch[st->touch_order[i]].identity = NULL;
+    st->n_touch = 0;
+}
+
+/* Folds a new snapshot (row `id`) into its host's pending row: the same result as the upsert's
+ * rule applied after each insert (maxima; the latest by taken_at, ties to the later one). */
+static int touch_add(store_t *st, store_item_t *it, int64_t id)
+{
+    const char *who = it->res.identity;
+    uint32_t mask, i;
+    touch_t *t;
+
+    if (!st->touch) /* it holds batch_max hosts: a batch never fills it */
+        return st->be->touch_host(st->db, who, it->received_at_ms, it->sum.seq, id, &it->sum);
+    mask = (uint32_t)st->touch_cap - 1;
+    for (i = str_hash(who) & mask;; i = (i + 1) & mask) {
+        t = &st->touch[i];
+        if (!t->identity) {
+            t->identity = who;
+            t->seen_ms = it->received_at_ms;
+            t->max_seq = it->sum.seq;
+            t->latest_id = id;
+            t->latest = &it->sum;
+            st->touch_order[st->n_touch++] = i;
+            return 0;
+        }
+        if (strcmp(t->identity, who) == 0)
+            break;
+    }
+    if (it->received_at_ms > t->seen_ms)
+        t->seen_ms = it->received_at_ms;
+    if (it->sum.seq > t->max_seq)
+        t->max_seq = it->sum.seq;
+    if (it->sum.taken_at_ms >= t->latest->taken_at_ms) {
+        t->latest_id = id;
+        t->latest = &it->sum;
+    }
+    return 0;
+}
+
+/* One item inside the batch transaction. Returns nonzero only for failures that doom the batch. */
 static int run_item(store_t *st, store_item_t *it)
 {
     store_db_t *db = st->db;
+    int64_t id = 0;
     int rc = 0, fresh = 0;
 
     switch (it->res.op) {
     case STORE_OP_HELLO:
-        rc = st->be->upsert_host(db, &it->hello, it->received_at_ms, &it->res.last_seq);
+        /* It returns last_seq: the batch's snapshots so far must be in the row. */
+        rc = touch_flush(st);
+        if (!rc)
+            rc = st->be->upsert_host(db, &it->hello, it->received_at_ms, &it->res.last_seq);
         break;
     case STORE_OP_SNAPSHOT:
         if (it->snap->dropped_before > 0) {
@@ -265,7 +357,9 @@ static int run_item(store_t *st, store_item_t *it)
             it->res.gap_new = fresh;
         }
         rc = st->be->insert_snapshot(db, it->res.identity, it->received_at_ms, &it->sum, it->data,
-                                     it->len, &fresh);
+                                     it->len, &fresh, &id);
+        if (!rc && fresh)
+            rc = touch_add(st, it, id);
         if (!rc && fresh && st->opts.keep_decoded)
             it->res.snapshot = it->snap; /* released after done_cb (deliver) */
         it->res.outcome = fresh ? STORE_NEW : STORE_DUPLICATE;
@@ -297,12 +391,14 @@ static void run_batch(store_t *st, store_list_t *batch, uint64_t *out_us)
     for (it = batch->head; !rc && it; it = it->next)
         rc = run_item(st, it);
     if (!rc)
+        rc = touch_flush(st);
+    if (!rc)
         rc = st->be->commit(st->db);
     if (rc) {
+        touch_clear(st);
         st->be->rollback(st->db);
         for (it = batch->head; it; it = it->next)
-            if (it->res.outcome != STORE_ERROR || it->res.err != EPW_E_PROTO)
-                item_fail(it, EPW_E_DB);
+            item_fail(it, EPW_E_DB);
     }
     *out_us = (uv_hrtime() - t0) / 1000;
 }
@@ -409,6 +505,19 @@ static void writer_main(void *arg)
     size_t before;
     int due, closing;
 
+    /* At most batch_max hosts per batch, kept under half full. Without it (no memory) every
+     * snapshot touches its host's row at once: slower, same rows. */
+    for (st->touch_cap = 16; st->touch_cap < 2 * st->opts.batch_max + 2;)
+        st->touch_cap *= 2;
+    st->touch = calloc(st->touch_cap, sizeof(*st->touch));
+    st->touch_order = calloc(st->touch_cap, sizeof(*st->touch_order));
+    if (!st->touch || !st->touch_order) {
+        free(st->touch);
+        free(st->touch_order);
+        st->touch = NULL;
+        st->touch_order = NULL;
+    }
+
     uv_mutex_lock(&st->mu);
     for (;;) {
         due = 0;
@@ -461,6 +570,10 @@ static void writer_main(void *arg)
         }
     }
     uv_mutex_unlock(&st->mu);
+    free(st->touch);
+    free(st->touch_order);
+    st->touch = NULL;
+    st->touch_order = NULL;
 }
 
 /* ---- loop thread ------------------------------------------------------------------------ */

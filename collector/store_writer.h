@@ -30,10 +30,18 @@ struct store_backend_s {
     void (*rollback)(store_db_t *db);
     int (*upsert_host)(store_db_t *db, const store_hello_t *hello, int64_t now_ms,
                        uint64_t *out_last_seq);
-    /* *out_new = 0 when (identity, netns, seq) was already stored. */
+    /* *out_new = 0 when (identity, netns, seq) was already stored; otherwise *out_id is the new
+     * row's id. The host's row is not touched: see touch_host. */
     int (*insert_snapshot)(store_db_t *db, const char *identity, int64_t received_at_ms,
                            const store_summary_t *sum, const uint8_t *data, size_t len,
-                           int *out_new);
+                           int *out_new, int64_t *out_id);
+    /* Upserts the host's row after new snapshots: last_seen = max(last_seen, seen_ms), last_seq =
+     * max(last_seq, sum->seq), and the latest snapshot (id, sum) replaces the stored one unless
+     * that was taken later (sum->taken_at_ms >= stored: replace). The writer calls it once per
+     * host per batch with the batch's maximum seen/seq and its latest snapshot, which gives the
+     * same row as calling it after every insert. `max_seq` is the batch's highest seq. */
+    int (*touch_host)(store_db_t *db, const char *identity, int64_t seen_ms, uint64_t max_seq,
+                      int64_t latest_id, const store_summary_t *latest);
     int (*record_gap)(store_db_t *db, const char *identity, uint64_t after_seq, uint64_t dropped,
                       int64_t now_ms, int *out_new);
     /* Deletes at most `limit` snapshots and at most `limit` gaps older than the cutoff, in the

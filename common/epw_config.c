@@ -811,11 +811,16 @@ int epw_config_parse_args(const epw_cfg_key_t *table, void *conf, int argc, char
             argv[w++] = argv[i];
             continue;
         }
-        if (eq)
+        if (eq) {
             v = eq + 1;
-        else if (k->type == EPW_CFG_T_BOOL)
+        } else if (k->type == EPW_CFG_T_BOOL) {
+            /* "--flag" alone means true; "--flag false" (as --help's "--flag BOOL" suggests)
+             * takes the word when it is a boolean, so a file's true can be overridden. */
+            bool ignored;
             v = "true";
-        else if (i + 1 < argc)
+            if (i + 1 < argc && epw__parse_bool(argv[i + 1], &ignored) == 0)
+                v = argv[++i];
+        } else if (i + 1 < argc)
             v = argv[++i];
         else {
             epw__err_add(err, errlen, "command line: key '%s': missing value after --%.*s", k->name,

@@ -396,6 +396,32 @@ static void test_overrides(void **state)
     freeargs(&a);
 }
 
+/* A boolean key takes a following boolean word ("--verbose false"), and only that. */
+static void test_bool_flag_value(void **state)
+{
+    ex_conf_t *c = *state;
+    static const char *const src[] = {"prog", "--verbose", "off"};
+    static const char *const src2[] = {"prog", "--verbose", "pos1"};
+    args_t a = mkargs(src, 3), b;
+    int nargc = -1;
+
+    assert_int_equal(parse(c, "verbose = true\n"), 0);
+    assert_true(c->verbose);
+    assert_int_equal(epw_config_parse_args(ex_table, c, a.argc, a.argv, &nargc, err, sizeof(err)),
+                     0);
+    assert_false(c->verbose);
+    assert_int_equal(nargc, 1);
+    freeargs(&a);
+    b = mkargs(src2, 3);
+    assert_int_equal(parse(c, "verbose = false\n"), 0);
+    assert_int_equal(epw_config_parse_args(ex_table, c, b.argc, b.argv, &nargc, err, sizeof(err)),
+                     0);
+    assert_true(c->verbose);
+    assert_int_equal(nargc, 2);
+    assert_string_equal(b.argv[1], "pos1");
+    freeargs(&b);
+}
+
 static void test_override_errors(void **state)
 {
     ex_conf_t *c = *state;
@@ -566,6 +592,7 @@ int main(void)
         T(test_continuation_and_long_lines),
         T(test_nul_byte),
         T(test_overrides),
+        T(test_bool_flag_value),
         T(test_override_errors),
         T(test_help_lists_every_key),
         T(test_format_round_trip),

@@ -830,6 +830,37 @@ static void test_latest_and_migration(void **state)
     fx_free(fx);
 }
 
+/* One batch with several snapshots of a host and a Hello among them: the host's row is updated
+ * once per batch (and before the Hello, which reads last_seq) with the same result as after every
+ * snapshot. */
+static void test_touch_coalesced(void **state)
+{
+    const int64_t base = 1700000000000LL;
+    fx_t *fx = fx_new();
+    store_reader_t *rd;
+    uint64_t last = 0;
+
+    (void)state;
+    fx_open(fx, NULL);
+    store_set_paused(fx->st, 1);
+    submit_snap(fx, 0, 1, base + 1000, 1.0, "");
+    submit_snap(fx, 0, 2, base + 3000, 2.0, "");
+    submit_snap(fx, 0, 3, base + 2000, 3.0, ""); /* taken before seq 2 */
+    submit_hello(fx, 0);
+    submit_snap(fx, 0, 4, base + 3000, 4.0, "ns-b"); /* same taken_at as seq 2: the later wins */
+    submit_snap(fx, 0, 5, base + 500, 5.0, "");      /* older than the latest */
+    store_set_paused(fx->st, 0);
+    fx_wait(fx, 6);
+    assert_int_equal(fx->res[3].r.op, STORE_OP_HELLO);
+    assert_int_equal(fx->res[3].r.last_seq, 3);
+    assert_int_equal(latest_seq(fx), 4);
+    rd = fx_reader(fx);
+    assert_int_equal(store_reader_last_seq(rd, "web1", &last), 0);
+    assert_int_equal(last, 5);
+    store_reader_close(rd);
+    fx_free(fx);
+}
+
 static void test_bad_snapshot(void **state)
 {
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
@@ -1068,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_alerts_table),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_gap_from_snapshot),
+        cmocka_unit_test(test_touch_coalesced),
         cmocka_unit_test(test_background_checkpoint),
     };
 
