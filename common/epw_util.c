@@ -293,6 +293,13 @@ int epw_parse_hostport(const char *text, char *host_buf, size_t host_len, uint16
     }
     if (hlen >= host_len)
         return EPW_E_PARSE;
+    /* No host name or address has blanks, control bytes or brackets; accepting them would let a
+     * value through that prints back as a different one (found by fuzz_config). */
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char ch = (unsigned char)host[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == '[' || ch == ']')
+            return EPW_E_PARSE;
+    }
     errno = 0;
     port = strtol(colon + 1, &end, 10);
     if (colon[1] == '\0' || *end != '\0' || errno || port < 1 || port > 65535)

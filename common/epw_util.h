@@ -31,7 +31,8 @@ int epw_parse_size(const char *text, uint64_t *out_bytes);
 
 /*
  * "host:port", "[v6]:port" or ":port". host is copied into host_buf (may be "" for ":port").
- * Returns 0, or EPW_E_PARSE (missing port, port out of 1..65535, host too long).
+ * Returns 0, or EPW_E_PARSE (missing port, port out of 1..65535, host too long, or a host with
+ * blanks, control characters or brackets in it).
  */
 int epw_parse_hostport(const char *text, char *host_buf, size_t host_len, uint16_t *out_port);
 

@@ -100,6 +100,11 @@ static void test_hostport(void **state)
     assert_int_equal(epw_parse_hostport("host:65536", host, sizeof(host), &port), EPW_E_PARSE);
     assert_int_equal(epw_parse_hostport("::1:80", host, sizeof(host), &port), EPW_E_PARSE);
     assert_int_equal(epw_parse_hostport("h:80", host, 1, &port), EPW_E_PARSE);
+    /* fuzz_config: such hosts printed back as other values. */
+    assert_int_equal(epw_parse_hostport("[ \0011]:1", host, sizeof(host), &port), EPW_E_PARSE);
+    assert_int_equal(epw_parse_hostport("a b:1", host, sizeof(host), &port), EPW_E_PARSE);
+    assert_int_equal(epw_parse_hostport("[[::1]:1", host, sizeof(host), &port), EPW_E_PARSE);
+    assert_int_equal(epw_parse_hostport("h\tx:1", host, sizeof(host), &port), EPW_E_PARSE);
 }
 
 static void test_errors(void **state)
