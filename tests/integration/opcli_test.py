@@ -39,7 +39,6 @@ def make_certs(tool, d):
     sh([tool, "init", good])
     sh([tool, "collector", good, "collector"])
     sh([tool, "operator", good, "op1"])
-    sh([tool, "agent", good, "web-2"])
     sh([tool, "--ca-name", "other CA", "init", other])
     sh([tool, "operator", other, "op1"])
     sh([tool, "collector", other, "collector", "--ip", "127.0.0.1"])
@@ -235,14 +234,6 @@ def case_no_credentials(c):
     expect("401" in err and "operator certificate or a bearer token" in err, err)
 
 
-def case_agent_cert(c):
-    a = conn(c, cert=False) + ["--cert", os.path.join(c.good, "web-2.crt"),
-                               "--key", os.path.join(c.good, "web-2.key"), "hosts"]
-    rc, out, err = run(c, a)
-    expect_rc(rc, RC_FAIL, out, err)
-    expect("403" in err and "OU=agents" in err and "not accepted on the operator API" in err, err)
-
-
 def case_unreachable(c):
     port = free_closed_port()
     rc, out, err = run(c, conn(c, port=port) + ["hosts"])
@@ -373,7 +364,7 @@ def case_example_config(c):
 
 CASES = [case_usage, case_hosts_table, case_hosts_ascii, case_hosts_json, case_history,
          case_top, case_alerts, case_unknown_host, case_token, case_no_credentials,
-         case_agent_cert, case_unreachable, case_client_cert_other_ca, case_untrusted_server,
+         case_unreachable, case_client_cert_other_ca, case_untrusted_server,
          case_wrong_name, case_timeout, case_config_file, case_example_config]
 
 
