@@ -73,8 +73,9 @@ static const epw_cfg_key_t table[] = {
                  "largest message accepted from an agent"),
     EPW_CFG_INT("queue_max", C, queue_max, "8192", 1, 1000000,
                 "snapshots queued for the database writer before agents are paused"),
-    EPW_CFG_SIZE("queue_max_bytes", C, queue_max_bytes, "64MiB", 1024, INT64_C(4) << 30,
-                 "bytes queued for the database writer before agents are paused"),
+    EPW_CFG_SIZE("queue_max_bytes", C, queue_max_bytes, "128MiB", 1024, INT64_C(4) << 30,
+                 "memory of the snapshots queued for the database writer (decoded: ~7x their size) "
+                 "before agents are paused"),
     EPW_CFG_INT("batch_max", C, batch_max, "4096", 1, 100000,
                 "most items per database transaction (a batch is what is queued, up to this)"),
     EPW_CFG_HOSTPORT("api_listen", C, api_listen, "0.0.0.0:7444", 0,

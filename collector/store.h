@@ -101,7 +101,9 @@ typedef struct store_options_s {
     uint64_t retention_every_ms;    /* how often a retention pass starts; 0: 60 s */
     unsigned retention_chunk;       /* rows deleted per transaction in a pass; 0: 2000 */
     size_t queue_max;               /* items accepted and not yet taken; 0: 8192 */
-    size_t queue_max_bytes;         /* bytes of snapshot data queued; 0: 64 MiB */
+    size_t queue_max_bytes;         /* memory of the queued snapshots (encoded and decoded,
+                                       about 7x the encoded size); 0: 128 MiB, so
+                                       that queue_max (8,192 items, ~70 MiB) binds first */
     size_t batch_max;               /* most items per transaction; 0: 4096. The writer takes
                                        whatever is queued up to this: small batches when idle (low
                                        latency), large ones under load (one fsync per batch) */

@@ -72,6 +72,7 @@ struct store_item_s {
     store_hello_t hello;    /* HELLO: strings point into mem */
     const uint8_t *data;    /* SNAPSHOT: points into mem */
     size_t len;
+    size_t cost;         /* bytes counted in queue_bytes: len, plus the decoded snapshot */
     Epw__Snapshot *snap; /* SNAPSHOT: decoded at submit (see decode_item), or NULL */
     arena_blk_t *arena;  /* snap's memory, released after done_cb (deliver) */
     store_summary_t sum; /* SNAPSHOT: the summary columns; strings borrow snap and dest */
@@ -490,7 +491,7 @@ static void take_batch(store_t *st, store_list_t *batch)
         if (!st->queue.head)
             st->queue.tail = NULL;
         st->queue.n--;
-        st->queue_bytes -= it->len;
+        st->queue_bytes -= it->cost;
         list_append(batch, it);
         if (it->res.op == STORE_OP_PURGE)
             break;
@@ -671,7 +672,7 @@ int store_open(uv_loop_t *loop, const store_options_t *opts, store_t **out)
     if (!st->opts.queue_max)
         st->opts.queue_max = 8192;
     if (!st->opts.queue_max_bytes)
-        st->opts.queue_max_bytes = (size_t)64 << 20;
+        st->opts.queue_max_bytes = (size_t)128 << 20;
     if (!st->opts.batch_max)
         st->opts.batch_max = 4096;
     st->next_pass_ms = epw_mono_ms(); /* the first pass right away: catch up after downtime */
@@ -776,11 +777,11 @@ static int submit(store_t *st, store_item_t *it)
         rc = EPW_E_CLOSED;
     } else if (!it->forced &&
                (st->queue.n >= st->opts.queue_max ||
-                (st->queue.n && st->queue_bytes + it->len > st->opts.queue_max_bytes))) {
+                (st->queue.n && st->queue_bytes + it->cost > st->opts.queue_max_bytes))) {
         rc = EPW_E_AGAIN;
     } else {
         list_append(&st->queue, it);
-        st->queue_bytes += it->len;
+        st->queue_bytes += it->cost;
         uv_cond_signal(&st->cond);
     }
     uv_mutex_unlock(&st->mu);
@@ -793,16 +794,21 @@ static int submit(store_t *st, store_item_t *it)
     return rc;
 }
 
+/* A decoded snapshot takes about five times its encoding (protobuf-c structs, pointer arrays,
+ * strings: 6.5 KB for the simulator's 1,150 bytes); its arena starts with this much, so one block
+ * usually holds it. */
+#define DECODED_GUESS(len) (6 * (len) + 512)
+
 /* Loop thread. Whether a snapshot of `len` bytes would be refused for backpressure now: checked
  * before decoding it, so a full queue costs no decode. Only the loop thread adds to the queue, so
- * room seen here is still there at submit(). */
+ * room seen here is still there at submit() (which checks the exact size again). */
 static int queue_full(store_t *st, size_t len)
 {
     int full;
 
     uv_mutex_lock(&st->mu);
     full = st->queue.n >= st->opts.queue_max ||
-           (st->queue.n && st->queue_bytes + len > st->opts.queue_max_bytes);
+           (st->queue.n && st->queue_bytes + len + DECODED_GUESS(len) > st->opts.queue_max_bytes);
     uv_mutex_unlock(&st->mu);
     if (full)
         st->want_room = 1;
@@ -818,7 +824,15 @@ static int queue_full(store_t *st, size_t len)
 static int decode_item(store_item_t *it)
 {
     ProtobufCAllocator alloc;
+    arena_blk_t *b;
+    size_t first = DECODED_GUESS(it->len);
 
+    it->arena = malloc(sizeof(*it->arena) + first);
+    if (!it->arena)
+        return UV_ENOMEM;
+    it->arena->next = NULL;
+    it->arena->used = 0;
+    it->arena->cap = first;
     alloc.alloc = arena_alloc;
     alloc.free = arena_free_one;
     alloc.allocator_data = &it->arena;
@@ -827,6 +841,9 @@ static int decode_item(store_item_t *it)
         arena_release(&it->arena);
         return EPW_E_PROTO;
     }
+    /* The queue's byte limit bounds what queued snapshots take in memory, decoded ones included. */
+    for (b = it->arena; b; b = b->next)
+        it->cost += sizeof(*b) + b->cap;
     store_summarize(it->snap, &it->sum, it->dest);
     it->res.seq = it->sum.seq;
     return 0;
@@ -868,6 +885,7 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
 {
     store_item_t *it;
     char *p;
+    int rc;
 
     if (st->closed)
         return EPW_E_CLOSED;
@@ -881,10 +899,11 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
     p = it->mem + strlen(it->mem) + 1;
     memcpy(p, data, len);
     it->data = (const uint8_t *)p;
-    it->len = len;
-    if (decode_item(it)) {
+    it->len = it->cost = len;
+    rc = decode_item(it);
+    if (rc) {
         free(it);
-        return EPW_E_PROTO;
+        return rc;
     }
     return submit(st, it);
 }
@@ -895,6 +914,7 @@ int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
     store_item_t *it;
     size_t len;
     char *p;
+    int rc;
 
     if (st->closed)
         return EPW_E_CLOSED;
@@ -911,11 +931,12 @@ int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
     p = it->mem + strlen(it->mem) + 1;
     epw__snapshot__pack(snap, (uint8_t *)p); /* straight into the item: no extra copy */
     it->data = (const uint8_t *)p;
-    it->len = len;
+    it->len = it->cost = len;
     /* The caller's message is borrowed; the item needs its own (summary strings, keep_decoded). */
-    if (decode_item(it)) {
+    rc = decode_item(it);
+    if (rc) {
         free(it);
-        return EPW_E_PROTO;
+        return rc;
     }
     return submit(st, it);
 }
