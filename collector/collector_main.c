@@ -26,7 +26,7 @@
 #endif
 
 /*
- * Start-up: TLS, store (keep_decoded: detection uses the writer's decoded snapshot), sinks,
+ * Start-up: TLS, store (keep_decoded: detection uses the store's decoded snapshot), sinks,
  * alerts (adopting what the database says is active), ingest, API, signals and timers.
  *
  * Graceful stop, in this order and each step after the previous one finished:

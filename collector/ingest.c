@@ -365,7 +365,7 @@ static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
     return 0;
 }
 
-/* The same for a snapshot still encoded (epw_frame_peek_snapshot): the writer decodes it. */
+/* The same for a snapshot still encoded (epw_frame_peek_snapshot): the store decodes it. */
 static int on_snapshot_raw(ic_t *ic, const uint8_t *data, size_t len)
 {
     int rc = store_submit_snapshot(ic->ig->store, ic_tag(ic), ic->identity, data, len);

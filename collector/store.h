@@ -80,9 +80,9 @@ typedef struct store_result_s {
     uint64_t interval_ms; /* HELLO: the Hello's sampling interval, as submitted */
     int64_t alert_id;     /* ALERT: the row's id (0 when the row was already resolved) */
     int gap_new;          /* SNAPSHOT: the gap it reports (dropped_before) was newly recorded */
-    /* SNAPSHOT with outcome STORE_NEW, when store_options_t.keep_decoded is set: the snapshot the
-     * writer decoded for its summary columns (so the loop thread never decodes it again); NULL
-     * otherwise. Owned by the store, valid during the store_done_cb call only. */
+    /* SNAPSHOT with outcome STORE_NEW, when store_options_t.keep_decoded is set: the snapshot as
+     * the store decoded it at submit (so nobody decodes it again); NULL otherwise. Owned by the
+     * store, valid during the store_done_cb call only. */
     const Epw__Snapshot *snapshot;
 } store_result_t;
 
@@ -109,8 +109,8 @@ typedef struct store_options_s {
                                        latency), large ones under load (one fsync per batch) */
     int relaxed_sync;               /* SQLite: 1 = synchronous=NORMAL (see store_sqlite.c) */
     int keep_decoded;               /* 1: hand new snapshots, decoded, to done_cb (see
-                                       store_result_t.snapshot); costs their memory from commit
-                                       until the callback */
+                                       store_result_t.snapshot); free: they are decoded at
+                                       submit either way, and released after done_cb */
     store_done_cb done_cb;          /* required */
     store_room_cb room_cb;          /* optional */
     void *ud;                       /* passed to both callbacks */
