@@ -5,6 +5,7 @@
 # Usage (root):  tests/bench/bench_agent.sh [BUILD_DIR]      (default: build-linux next to tests/)
 # Environment:   SIZES="1000 10000 50000"  connection counts
 #                REPS=7                      repetitions per tool and size (medians reported)
+#                IDLE_SECONDS=185            length of the idle measurement (0 skips it)
 #
 # What it does, per size N, inside a fresh network namespace (`ip netns add epwbench-<pid>`,
 # deleted on exit whatever happens):
@@ -17,6 +18,11 @@
 #     more runs under /usr/bin/time ("Maximum resident set size", the largest of the three);
 #   - prints one markdown table row per size: medians in ms, ratios agent/ss, and peak RSS,
 #     below a line naming the machine (CPU model, cores, kernel), ready for the README.
+# Then, on the host itself (its real sockets, as in production), the idle cost: the agent running
+# standalone at the default 60 s interval (`--interval 60s --log FILE --quiet`) for IDLE_SECONDS,
+# its CPU (utime + stime from /proc/PID/stat) and RSS at the end, beside what the usual
+# alternative costs over the same window: `ss -tanp` once a minute (one run's user + system time,
+# times the samples the agent took).
 # The machine is shared: ratios are only comparable between runs on an otherwise idle host (the
 # agent uses two threads, ss one, so load on the second core costs the agent more).
 # The /proc scan of the agent (and of ss -p) covers every process of the host, as in production.
@@ -111,3 +117,25 @@ PY
     wait "$holder" 2>/dev/null || true
     holder=
 done
+
+idle=${IDLE_SECONDS:-185}
+if [ "$idle" -gt 0 ]; then
+    echo
+    echo "| idle, 60 s interval, ${idle} s | samples | agent CPU ms | agent % of one core | agent RSS KB | ss -tanp once a minute: CPU ms | ss -tanp % of one core |"
+    echo '|---|---:|---:|---:|---:|---:|---:|'
+    tck=$(getconf CLK_TCK)
+    timeout $((idle + 60)) "$agent" --interval 60s --log "$tmp/idle.log" --quiet 2>"$tmp/idle.err" &
+    apid=$!
+    sleep "$idle"
+    read -r -a st <"/proc/$apid/stat"
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$apid/status")
+    kill -TERM "$apid" 2>/dev/null || true
+    wait "$apid" 2>/dev/null || true
+    # Fields 14 and 15 (utime, stime) in clock ticks; the comm field has no blanks here.
+    agent_ms=$(((st[13] + st[14]) * 1000 / tck))
+    # One table block per sample, each under its header line.
+    samples=$(grep -c '^Computer ' "$tmp/idle.log" || true)
+    ss_ms=$(/usr/bin/time -f '%U %S' ss -tanp 2>&1 >/dev/null | tail -n1 | awk '{printf "%d", ($1 + $2) * 1000}')
+    python3 -c "import sys; a, s, n, w, r = map(float, sys.argv[1:6]); print('| idle, 60 s interval, %d s | %d | %d | %.3f %% | %d | %d | %.3f %% |' % (w, n, a, a / (w * 10), r, s * n, s * n / (w * 10)))" \
+        "$agent_ms" "$ss_ms" "$samples" "$idle" "$rss"
+fi

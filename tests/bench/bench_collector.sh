@@ -20,7 +20,8 @@
 #   d  operator queries on 100,000 hosts, 1,000 with 7 days at 1/min (10 M rows, cached), through
 #      store_reader_* (what the API calls); baseline: the same SQL through the sqlite3 CLI, rows
 #      printed to /dev/null
-#   e  the agent: tests/bench/bench_agent.sh (sample cost and RSS against ss)
+#   e  the agent: tests/bench/bench_agent.sh (sample cost and RSS against ss at 1k/10k/50k
+#      connections; idle CPU at the default 60 s interval against ss -tanp once a minute)
 # Everything runs on loopback; every wait is bounded; the collector runs with a temp database.
 set -euo pipefail
 
@@ -233,7 +234,7 @@ fi
 if want e; then
     echo "== e: the agent (tests/bench/bench_agent.sh)" >&2
     if [[ -x $here/bench_agent.sh && -x $build/agent/epwatch-agent ]]; then
-        SIZES=${SIZES:-"1000 10000 50000"} timeout 900 "$here/bench_agent.sh" "$build" || echo "bench_agent.sh failed" >&2
+        SIZES=${SIZES:-"1000 10000 50000"} timeout 1500 "$here/bench_agent.sh" "$build" || echo "bench_agent.sh failed" >&2
     else
         echo "   skipped: $build/agent/epwatch-agent or bench_agent.sh missing" >&2
     fi
