@@ -2,7 +2,8 @@
 # (tests/support/pg_server.sh: initdb + pg_ctl as the postgres user, 127.0.0.1, a free port) in a
 # temp dir and removes it afterwards. Without PostgreSQL the test is skipped, except with CI=true.
 if(EPW_BUILD_COLLECTOR AND NOT WIN32)
-    epw_unit_test(store_pg LIBS epw_store TIMEOUT 180)
+    epw_unit_test(store_pg LIBS epw_store TIMEOUT 180
+                  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/support/store_scenarios.c)
     if(TARGET test_store_pg)
         set(_pg_state ${CMAKE_CURRENT_BINARY_DIR}/pg-server)
         set(_pg_script ${CMAKE_CURRENT_SOURCE_DIR}/support/pg_server.sh)
