@@ -174,8 +174,9 @@ static void populate(const char *path, uint32_t hosts, uint32_t hist, uint32_t d
     sqlite3_finalize(ins);
     sqlite3_finalize(host);
     sqlite3_close(db);
-    printf("bench_queries: populated %s: %u hosts, %llu history rows + %u latest rows in %.0f s\n",
-           path, hosts, (unsigned long long)rows, hosts - hist, (double)(uv_hrtime() - t0) / 1e9);
+    fprintf(stderr,
+            "bench_queries: populated %s: %u hosts, %llu history rows + %u latest rows in %.0f s\n",
+            path, hosts, (unsigned long long)rows, hosts - hist, (double)(uv_hrtime() - t0) / 1e9);
 }
 
 static int cmp_u64(const void *a, const void *b)
