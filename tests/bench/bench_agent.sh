@@ -20,9 +20,9 @@
 #     below a line naming the machine (CPU model, cores, kernel), ready for the README.
 # Then, on the host itself (its real sockets, as in production), the idle cost: the agent running
 # standalone at the default 60 s interval (`--interval 60s --log FILE --quiet`) for IDLE_SECONDS,
-# its CPU (utime + stime from /proc/PID/stat) and RSS at the end, beside what the usual
-# alternative costs over the same window: `ss -tanp` once a minute (one run's user + system time,
-# times the samples the agent took).
+# its CPU (user + system from wait4's rusage) and RSS at the end, beside what the usual
+# alternative costs over the same window: `ss -tanp` once a minute (the median of 5 runs' user +
+# system time, times the samples the agent took).
 # The machine is shared: ratios are only comparable between runs on an otherwise idle host (the
 # agent uses two threads, ss one, so load on the second core costs the agent more).
 # The /proc scan of the agent (and of ss -p) covers every process of the host, as in production.
@@ -123,19 +123,37 @@ if [ "$idle" -gt 0 ]; then
     echo
     echo "| idle, 60 s interval, ${idle} s | samples | agent CPU ms | agent % of one core | agent RSS KB | ss -tanp once a minute: CPU ms | ss -tanp % of one core |"
     echo '|---|---:|---:|---:|---:|---:|---:|'
-    tck=$(getconf CLK_TCK)
-    timeout $((idle + 60)) "$agent" --interval 60s --log "$tmp/idle.log" --quiet 2>"$tmp/idle.err" &
-    apid=$!
-    sleep "$idle"
-    read -r -a st <"/proc/$apid/stat"
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$apid/status")
-    kill -TERM "$apid" 2>/dev/null || true
-    wait "$apid" 2>/dev/null || true
-    # Fields 14 and 15 (utime, stime) in clock ticks; the comm field has no blanks here.
-    agent_ms=$(((st[13] + st[14]) * 1000 / tck))
-    # One table block per sample, each under its header line.
-    samples=$(grep -c '^Computer ' "$tmp/idle.log" || true)
-    ss_ms=$(/usr/bin/time -f '%U %S' ss -tanp 2>&1 >/dev/null | tail -n1 | awk '{printf "%d", ($1 + $2) * 1000}')
-    python3 -c "import sys; a, s, n, w, r = map(float, sys.argv[1:6]); print('| idle, 60 s interval, %d s | %d | %d | %.3f %% | %d | %d | %.3f %% |' % (w, n, a, a / (w * 10), r, s * n, s * n / (w * 10)))" \
-        "$agent_ms" "$ss_ms" "$samples" "$idle" "$rss"
+    # CPU from wait4's rusage (microseconds, exited threads included; /proc's clock ticks are too
+    # coarse for a few milliseconds a minute).
+    timeout $((idle + 120)) python3 - "$agent" "$idle" "$tmp" <<'PY'
+import os, signal, statistics, sys, time
+
+agent, idle, tmp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+log = os.path.join(tmp, "idle.log")
+pid = os.fork()
+if pid == 0:
+    err = os.open(os.path.join(tmp, "idle.err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(err, 2)
+    os.execv(agent, [agent, "--interval", "60s", "--log", log, "--quiet"])
+time.sleep(idle)
+with open(f"/proc/{pid}/status") as f:
+    rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+os.kill(pid, signal.SIGTERM)
+_, status, ru = os.wait4(pid, 0)
+agent_ms = (ru.ru_utime + ru.ru_stime) * 1000.0
+with open(log) as f:  # one table block per sample, each under its header line
+    samples = sum(1 for l in f if l.startswith("Computer "))
+runs = []
+devnull = os.open(os.devnull, os.O_WRONLY)
+for _ in range(5):
+    p = os.fork()
+    if p == 0:
+        os.dup2(devnull, 1)
+        os.execvp("ss", ["ss", "-tanp"])
+    _, st, r = os.wait4(p, 0)
+    runs.append((r.ru_utime + r.ru_stime) * 1000.0)
+ss_ms = statistics.median(runs) * samples
+print(f"| idle, 60 s interval, {idle} s | {samples} | {agent_ms:.1f} | {agent_ms / (idle * 10):.4f} % | "
+      f"{rss} | {ss_ms:.1f} | {ss_ms / (idle * 10):.4f} % |", flush=True)
+PY
 fi
