@@ -431,7 +431,7 @@ static void ckpt_stop(ckpt_t *ck)
 static int ckpt_start(store_db_t *d, const char *path, int relaxed_sync)
 {
     ckpt_t *ck;
-    int rc;
+    int rc, have_mu = 0, have_cond = 0;
 
     ck = calloc(1, sizeof(*ck));
     if (!ck)
@@ -446,33 +446,32 @@ static int ckpt_start(store_db_t *d, const char *path, int relaxed_sync)
                           NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = sq_fail(d, rc, "checkpointer connection");
-        sqlite3_close(ck->db);
-        free(ck);
-        return rc;
+        goto out;
     }
-    if (uv_mutex_init(&ck->mu)) {
-        sqlite3_close(ck->db);
-        free(ck);
-        return UV_ENOMEM;
-    }
-    if (uv_cond_init(&ck->cond)) {
-        uv_mutex_destroy(&ck->mu);
-        sqlite3_close(ck->db);
-        free(ck);
-        return UV_ENOMEM;
-    }
+    rc = uv_mutex_init(&ck->mu);
+    if (rc)
+        goto out;
+    have_mu = 1;
+    rc = uv_cond_init(&ck->cond);
+    if (rc)
+        goto out;
+    have_cond = 1;
     rc = uv_thread_create(&ck->thread, ckpt_main, ck);
-    if (rc) {
-        uv_cond_destroy(&ck->cond);
-        uv_mutex_destroy(&ck->mu);
-        sqlite3_close(ck->db);
-        free(ck);
-        return rc;
-    }
+    if (rc)
+        goto out;
     d->ck = ck;
     /* Replaces SQLite's own auto-checkpoint (which is a wal hook too). */
     sqlite3_wal_hook(d->db, ckpt_hook, ck);
-    return 0;
+out:
+    if (rc) {
+        if (have_cond)
+            uv_cond_destroy(&ck->cond);
+        if (have_mu)
+            uv_mutex_destroy(&ck->mu);
+        sqlite3_close(ck->db);
+        free(ck);
+    }
+    return rc;
 }
 
 static void sq_close(store_db_t *d)
