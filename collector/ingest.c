@@ -350,37 +350,35 @@ static int on_hello(ic_t *ic, const Epw__Hello *h)
     return 0;
 }
 
-/* The store records the gap a snapshot reports (dropped_before) when it stores the snapshot. */
-static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
+/* What a snapshot submission's result means for the connection: EPW_E_AGAIN is passed back (the
+ * caller parks the snapshot); any other failure closes the connection; otherwise 0. */
+static int snapshot_submitted(ic_t *ic, int rc)
 {
-    int rc = store_submit_snapshot_msg(ic->ig->store, ic_tag(ic), ic->identity, s);
-
-    if (rc == EPW_E_AGAIN)
-        return rc;
-    if (rc) {
-        EPW_ERROR(SUB, "%s (%s): cannot submit snapshot %llu: %s", epw_conn_peer_addr(ic->conn),
-                  ic->identity, (unsigned long long)s->seq, epw_strerror(rc));
-        ic_close(ic, rc);
-    }
-    return 0;
-}
-
-/* The same for a snapshot still encoded (epw_frame_peek_snapshot): the store decodes it. */
-static int on_snapshot_raw(ic_t *ic, const uint8_t *data, size_t len)
-{
-    int rc = store_submit_snapshot(ic->ig->store, ic_tag(ic), ic->identity, data, len);
-
     if (rc == EPW_E_AGAIN)
         return rc;
     if (rc == EPW_E_PROTO)
-        EPW_WARN(SUB, "%s (%s): undecodable snapshot (%zu bytes), closing",
-                 epw_conn_peer_addr(ic->conn), ic->identity, len);
+        EPW_WARN(SUB, "%s (%s): undecodable snapshot, closing", epw_conn_peer_addr(ic->conn),
+                 ic->identity);
     else if (rc)
         EPW_ERROR(SUB, "%s (%s): cannot submit a snapshot: %s", epw_conn_peer_addr(ic->conn),
                   ic->identity, epw_strerror(rc));
     if (rc)
         ic_close(ic, rc);
     return 0;
+}
+
+/* The store records the gap a snapshot reports (dropped_before) when it stores the snapshot. */
+static int on_snapshot(ic_t *ic, const Epw__Snapshot *s)
+{
+    return snapshot_submitted(
+        ic, store_submit_snapshot_msg(ic->ig->store, ic_tag(ic), ic->identity, s));
+}
+
+/* The same for a snapshot still encoded (epw_frame_peek_snapshot): the store decodes it. */
+static int on_snapshot_raw(ic_t *ic, const uint8_t *data, size_t len)
+{
+    return snapshot_submitted(
+        ic, store_submit_snapshot(ic->ig->store, ic_tag(ic), ic->identity, data, len));
 }
 
 /* Handles one envelope. Returns EPW_E_AGAIN when the store is full (env is kept by the caller),
@@ -487,6 +485,16 @@ static void on_envelope(epw_conn_t *c, Epw__Envelope *env, void *ud)
     epw_frame_envelope_free(env);
 }
 
+/* Forgets what the store refused (never submitted, never acknowledged: the agent resends it). */
+static void drop_pending(ic_t *ic)
+{
+    epw_frame_envelope_free(ic->pending);
+    ic->pending = NULL;
+    free(ic->pending_raw);
+    ic->pending_raw = NULL;
+    ic->pending_raw_len = 0;
+}
+
 /* Parks a copy of an undecoded snapshot the store cannot take yet (see pause_ic). */
 static void pause_ic_raw(ic_t *ic, const uint8_t *data, size_t len)
 {
@@ -564,9 +572,7 @@ void ingest_store_room(ingest_t *ig)
                 return;
             }
         }
-        free(ic->pending_raw);
-        ic->pending_raw = NULL;
-        ic->pending_raw_len = 0;
+        drop_pending(ic);
         epw_frame_envelope_free(env);
         /* May deliver buffered envelopes right away: they queue behind the other waiters. */
         if (ic->state != IC_CLOSING)
@@ -682,8 +688,7 @@ static void on_close(epw_conn_t *c, int status, void *ud)
                   epw_strerror(status));
     hash_remove(ig, ic);
     paused_remove(ig, ic);
-    epw_frame_envelope_free(ic->pending);
-    free(ic->pending_raw);
+    drop_pending(ic);
     slot_free(ig, ic);
     ig->st.connections--;
     free(ic->identity);
@@ -923,11 +928,7 @@ void ingest_stop(ingest_t *ig)
     if (ig->listener != NULL && !ig->listener_closed)
         epw_listener_close(ig->listener, on_listener_closed, ig);
     while ((ic = ig->paused_head) != NULL) {
-        epw_frame_envelope_free(ic->pending); /* never submitted, never acknowledged */
-        ic->pending = NULL;
-        free(ic->pending_raw);
-        ic->pending_raw = NULL;
-        ic->pending_raw_len = 0;
+        drop_pending(ic);
         paused_remove(ig, ic);
     }
     for (i = 0; i < ig->nslots; i++) {

@@ -24,6 +24,20 @@ struct arena_blk_s {
     max_align_t data[]; /* cap bytes */
 };
 
+/* Pushes an empty block of `cap` bytes on the arena. */
+static arena_blk_t *arena_grow(arena_blk_t **head, size_t cap)
+{
+    arena_blk_t *b = malloc(sizeof(*b) + cap);
+
+    if (!b)
+        return NULL;
+    b->next = *head;
+    b->used = 0;
+    b->cap = cap;
+    *head = b;
+    return b;
+}
+
 static void *arena_alloc(void *ud, size_t size)
 {
     arena_blk_t **head = ud, *b = *head;
@@ -31,14 +45,9 @@ static void *arena_alloc(void *ud, size_t size)
     void *p;
 
     if (!b || b->cap - b->used < need) {
-        size_t cap = b && b->cap * 2 > need ? b->cap * 2 : need > 4096 ? need : 4096;
-        arena_blk_t *nb = malloc(sizeof(*nb) + cap);
-        if (!nb)
+        b = arena_grow(head, b && b->cap * 2 > need ? b->cap * 2 : need > 4096 ? need : 4096);
+        if (!b)
             return NULL;
-        nb->next = b;
-        nb->used = 0;
-        nb->cap = cap;
-        *head = b = nb;
     }
     p = (char *)b->data + b->used;
     b->used += need;
@@ -766,6 +775,14 @@ static store_item_t *item_new(store_op_t op, uint64_t tag, const char *identity,
     return it;
 }
 
+/* Under mu: whether the queue is too full for an item of `cost` bytes (an item larger than
+ * queue_max_bytes alone still goes into an empty queue). */
+static int refuses(const store_t *st, size_t cost)
+{
+    return st->queue.n >= st->opts.queue_max ||
+           (st->queue.n && st->queue_bytes + cost > st->opts.queue_max_bytes);
+}
+
 static int submit(store_t *st, store_item_t *it)
 {
     int rc = 0;
@@ -775,9 +792,7 @@ static int submit(store_t *st, store_item_t *it)
     uv_mutex_lock(&st->mu);
     if (st->closing) {
         rc = EPW_E_CLOSED;
-    } else if (!it->forced &&
-               (st->queue.n >= st->opts.queue_max ||
-                (st->queue.n && st->queue_bytes + it->cost > st->opts.queue_max_bytes))) {
+    } else if (!it->forced && refuses(st, it->cost)) {
         rc = EPW_E_AGAIN;
     } else {
         list_append(&st->queue, it);
@@ -807,8 +822,7 @@ static int queue_full(store_t *st, size_t len)
     int full;
 
     uv_mutex_lock(&st->mu);
-    full = st->queue.n >= st->opts.queue_max ||
-           (st->queue.n && st->queue_bytes + len + DECODED_GUESS(len) > st->opts.queue_max_bytes);
+    full = refuses(st, len + DECODED_GUESS(len));
     uv_mutex_unlock(&st->mu);
     if (full)
         st->want_room = 1;
@@ -825,14 +839,9 @@ static int decode_item(store_item_t *it)
 {
     ProtobufCAllocator alloc;
     arena_blk_t *b;
-    size_t first = DECODED_GUESS(it->len);
 
-    it->arena = malloc(sizeof(*it->arena) + first);
-    if (!it->arena)
+    if (!arena_grow(&it->arena, DECODED_GUESS(it->len)))
         return UV_ENOMEM;
-    it->arena->next = NULL;
-    it->arena->used = 0;
-    it->arena->cap = first;
     alloc.alloc = arena_alloc;
     alloc.free = arena_free_one;
     alloc.allocator_data = &it->arena;
@@ -847,6 +856,18 @@ static int decode_item(store_item_t *it)
     store_summarize(it->snap, &it->sum, it->dest);
     it->res.seq = it->sum.seq;
     return 0;
+}
+
+/* The tail of both snapshot submissions: `it` holds the encoded snapshot; decodes, queues. */
+static int submit_snapshot_item(store_t *st, store_item_t *it)
+{
+    int rc = decode_item(it);
+
+    if (rc) {
+        free(it);
+        return rc;
+    }
+    return submit(st, it);
 }
 
 static const char *nz(const char *s)
@@ -885,7 +906,6 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
 {
     store_item_t *it;
     char *p;
-    int rc;
 
     if (st->closed)
         return EPW_E_CLOSED;
@@ -900,12 +920,7 @@ int store_submit_snapshot(store_t *st, uint64_t tag, const char *identity, const
     memcpy(p, data, len);
     it->data = (const uint8_t *)p;
     it->len = it->cost = len;
-    rc = decode_item(it);
-    if (rc) {
-        free(it);
-        return rc;
-    }
-    return submit(st, it);
+    return submit_snapshot_item(st, it);
 }
 
 int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
@@ -914,7 +929,6 @@ int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
     store_item_t *it;
     size_t len;
     char *p;
-    int rc;
 
     if (st->closed)
         return EPW_E_CLOSED;
@@ -933,12 +947,7 @@ int store_submit_snapshot_msg(store_t *st, uint64_t tag, const char *identity,
     it->data = (const uint8_t *)p;
     it->len = it->cost = len;
     /* The caller's message is borrowed; the item needs its own (summary strings, keep_decoded). */
-    rc = decode_item(it);
-    if (rc) {
-        free(it);
-        return rc;
-    }
-    return submit(st, it);
+    return submit_snapshot_item(st, it);
 }
 
 int store_submit_gap(store_t *st, uint64_t tag, const char *identity, uint64_t after_seq,
