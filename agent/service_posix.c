@@ -1,23 +1,7 @@
 /* service_posix: no service manager to talk to here: the agent always runs in the foreground. */
-#include <string.h>
 
 #include "epw_err.h"
 #include "service.h"
-
-service_cmd_t service_cmd_parse(const char *arg)
-{
-    if (!arg)
-        return SERVICE_CMD_NONE;
-    if (strcmp(arg, "install") == 0)
-        return SERVICE_CMD_INSTALL;
-    if (strcmp(arg, "uninstall") == 0)
-        return SERVICE_CMD_UNINSTALL;
-    if (strcmp(arg, "start") == 0)
-        return SERVICE_CMD_START;
-    if (strcmp(arg, "stop") == 0)
-        return SERVICE_CMD_STOP;
-    return SERVICE_CMD_NONE;
-}
 
 int service_command(service_cmd_t cmd, const char *config_path)
 {

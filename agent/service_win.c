@@ -42,21 +42,6 @@ static struct {
     int exit_code;
 } service__g;
 
-service_cmd_t service_cmd_parse(const char *arg)
-{
-    if (!arg)
-        return SERVICE_CMD_NONE;
-    if (strcmp(arg, "install") == 0)
-        return SERVICE_CMD_INSTALL;
-    if (strcmp(arg, "uninstall") == 0)
-        return SERVICE_CMD_UNINSTALL;
-    if (strcmp(arg, "start") == 0)
-        return SERVICE_CMD_START;
-    if (strcmp(arg, "stop") == 0)
-        return SERVICE_CMD_STOP;
-    return SERVICE_CMD_NONE;
-}
-
 /* ---- paths ------------------------------------------------------------------------------- */
 
 int service_data_dir(char *buf, size_t len)
